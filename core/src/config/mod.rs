@@ -1,0 +1,137 @@
+//! fjord's configuration: one TOML file, every key overridable by an environment variable
+//! `FJORD__SECTION__KEY`, unknown keys refused, durations written with units (`"30s"`).
+//!
+//! [`Config::load`] reads the file and the environment and reports *every* problem at once — syntax,
+//! unknown keys, wrong types and semantic checks from [`Config::validate`] — each with the file line
+//! or the environment variable it came from. `fjord.example.toml` at the repository root documents
+//! every key and is checked by a test to load.
+
+mod load;
+mod sections;
+
+pub use load::{ConfigErrors, ConfigProblem};
+pub use sections::*;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::lots::{LotRecord, LotsRegistry};
+
+/// The whole configuration. Every section has defaults, so an empty file is a valid config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Directory for state and the default lake location.
+    pub data_dir: PathBuf,
+    /// A lots registry CSV file (`lot_id,name,zone,capacity,lat,lon`), relative to the config file.
+    /// Its lots are added to those of `[[lots]]`.
+    pub lots_file: Option<PathBuf>,
+    /// Logging.
+    pub log: LogConfig,
+    /// Kafka client settings shared by every component.
+    pub kafka: KafkaConfig,
+    /// MQTT client settings (the bridge and the simulator).
+    pub mqtt: MqttConfig,
+    /// Topic mapping rules (SPEC §3.3); the first rule that matches a message wins.
+    pub mapping: Vec<MappingRule>,
+    /// How readings are decoded.
+    pub readings: ReadingsConfig,
+    /// Event time, windows and processing guarantee of the stream processor.
+    pub stream: StreamConfig,
+    /// Where the lake lives.
+    pub lake: LakeConfig,
+    /// Listen addresses of the query server.
+    pub serve: ServeConfig,
+    /// Credentials every interface checks.
+    pub auth: AuthConfig,
+    /// The lots registry (SPEC §3.4), inline.
+    pub lots: Vec<LotRecord>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./fjord-data"),
+            lots_file: None,
+            log: LogConfig::default(),
+            kafka: KafkaConfig::default(),
+            mqtt: MqttConfig::default(),
+            mapping: MappingRule::defaults(),
+            readings: ReadingsConfig::default(),
+            stream: StreamConfig::default(),
+            lake: LakeConfig::default(),
+            serve: ServeConfig::default(),
+            auth: AuthConfig::default(),
+            lots: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads `path` (or only defaults and the environment when `None`), applies `FJORD__…`
+    /// overrides from `env`, checks everything and loads the lots registry file. Returns every
+    /// problem found, not just the first.
+    pub fn load<I>(path: Option<&Path>, env: I) -> Result<Config, ConfigErrors>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        load::load(path, env)
+    }
+
+    /// Loads with the process environment.
+    pub fn load_from_env(path: Option<&Path>) -> Result<Config, ConfigErrors> {
+        Self::load(path, std::env::vars())
+    }
+
+    /// Semantic checks that types alone cannot express. Returns (key path, message) pairs.
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        self.log.validate(&mut problems);
+        self.kafka.validate(&mut problems);
+        self.mqtt.validate(&mut problems);
+        if self.mapping.is_empty() {
+            problems.push((
+                "mapping".into(),
+                "at least one mapping rule is required".into(),
+            ));
+        }
+        for (i, rule) in self.mapping.iter().enumerate() {
+            rule.validate(&format!("mapping[{i}]"), &mut problems);
+        }
+        self.readings.validate(&mut problems);
+        self.stream.validate(&mut problems);
+        self.lake.validate(&mut problems);
+        self.serve.validate(&mut problems);
+        for (i, lot) in self.lots.iter().enumerate() {
+            for msg in lot.problems() {
+                problems.push((format!("lots[{i}]"), msg));
+            }
+        }
+        problems
+    }
+
+    /// The lots registry: `[[lots]]` plus `lots_file`, already validated by [`Config::load`].
+    pub fn lots_registry(&self) -> Result<LotsRegistry, crate::Error> {
+        let mut records = self.lots.clone();
+        if let Some(file) = &self.lots_file {
+            records.extend(LotsRegistry::read_csv_file(file)?);
+        }
+        LotsRegistry::new(records)
+    }
+
+    /// The lake URL: `lake.url`, or `file://<data_dir>/lake`.
+    pub fn lake_url(&self) -> String {
+        match &self.lake.url {
+            Some(url) => url.clone(),
+            None => {
+                let dir = self.data_dir.join("lake");
+                let abs = std::path::absolute(&dir).unwrap_or(dir);
+                format!("file://{}", abs.display())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,429 @@
+//! The sections of the config file. Each struct refuses unknown keys, documents every key, takes
+//! its defaults from named functions and checks its own semantics in `validate`, pushing
+//! (key path, message) pairs so that all problems are reported together.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::decode::DecodeOptions;
+use crate::duration::Duration;
+use crate::topic::{KeyTemplate, TopicPattern};
+
+type Problems = Vec<(String, String)>;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Readable lines for a terminal.
+    #[default]
+    Human,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `human` or `json`.
+    pub format: LogFormat,
+    /// A `tracing` filter, e.g. `"info"` or `"info,fjord_ingest=debug"`. `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Human,
+            level: "info".into(),
+        }
+    }
+}
+
+impl LogConfig {
+    pub(crate) fn validate(&self, p: &mut Problems) {
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.level) {
+            p.push(("log.level".into(), format!("not a valid log filter: {e}")));
+        }
+    }
+}
+
+/// `[kafka]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma-separated `host:port`.
+    pub brokers: String,
+    /// Prefix of every fjord topic (`fjord.` gives `fjord.readings`).
+    pub topic_prefix: String,
+    /// Kafka `client.id`.
+    pub client_id: String,
+    /// Partitions of the topics fjord creates when they are missing.
+    pub partitions: i32,
+    /// Replication factor of the topics fjord creates (`-1`: the broker's default).
+    pub replication_factor: i32,
+    /// Extra librdkafka properties passed through verbatim, e.g. `"security.protocol" = "SASL_SSL"`.
+    pub options: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+            topic_prefix: "fjord.".into(),
+            client_id: "fjord".into(),
+            partitions: 6,
+            replication_factor: -1,
+            options: BTreeMap::new(),
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// The full name of fjord topic `name` (`readings` → `fjord.readings`).
+    pub fn topic(&self, name: &str) -> String {
+        format!("{}{name}", self.topic_prefix)
+    }
+
+    pub(crate) fn validate(&self, p: &mut Problems) {
+        if self.brokers.split(',').any(|b| {
+            let b = b.trim();
+            b.rsplit_once(':')
+                .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+        }) {
+            p.push((
+                "kafka.brokers".into(),
+                format!("expected host:port[,host:port…], got {:?}", self.brokers),
+            ));
+        }
+        let bad = |c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if self.topic_prefix.chars().any(bad) || self.topic_prefix.len() > 200 {
+            p.push((
+                "kafka.topic_prefix".into(),
+                format!(
+                    "topic names may only contain letters, digits, '.', '_' and '-', got {:?}",
+                    self.topic_prefix
+                ),
+            ));
+        }
+        if self.partitions < 1 {
+            p.push(("kafka.partitions".into(), "must be at least 1".into()));
+        }
+        if self.replication_factor == 0 || self.replication_factor < -1 {
+            p.push((
+                "kafka.replication_factor".into(),
+                "must be at least 1, or -1 for the broker's default".into(),
+            ));
+        }
+    }
+}
+
+/// `[mqtt]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    /// Broker URL: `mqtt://host:port` (or `mqtts://` for TLS).
+    pub url: String,
+    /// MQTT client id; the broker keeps this client's persistent session.
+    pub client_id: String,
+    /// User name, if the broker requires one.
+    pub username: Option<String>,
+    /// Password for `username`.
+    pub password: Option<String>,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            url: "mqtt://127.0.0.1:1883".into(),
+            client_id: "fjord-bridge".into(),
+            username: None,
+            password: None,
+        }
+    }
+}
+
+impl MqttConfig {
+    /// Host and port of `url`, if it is well formed.
+    pub fn host_port(&self) -> Option<(String, u16)> {
+        let rest = self
+            .url
+            .strip_prefix("mqtt://")
+            .or_else(|| self.url.strip_prefix("mqtts://"))
+            .or_else(|| self.url.strip_prefix("tcp://"))?;
+        let (host, port) = rest.trim_end_matches('/').rsplit_once(':')?;
+        if host.is_empty() {
+            return None;
+        }
+        Some((host.to_owned(), port.parse().ok()?))
+    }
+
+    pub(crate) fn validate(&self, p: &mut Problems) {
+        if self.host_port().is_none() {
+            p.push((
+                "mqtt.url".into(),
+                format!(
+                    "expected mqtt://host:port or mqtts://host:port, got {:?}",
+                    self.url
+                ),
+            ));
+        }
+        if self.client_id.is_empty() {
+            p.push(("mqtt.client_id".into(), "may not be empty".into()));
+        }
+        if self.password.is_some() && self.username.is_none() {
+            p.push((
+                "mqtt.password".into(),
+                "is set but mqtt.username is not".into(),
+            ));
+        }
+    }
+}
+
+/// `[[mapping]]`: one topic mapping rule (SPEC §3.3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappingRule {
+    /// MQTT topic filter with named segments, e.g. `parking/+lot_id/+space_id`.
+    pub filter: String,
+    /// Kafka topic, relative to `kafka.topic_prefix`: `readings` or `presence` (or any other name).
+    pub topic: String,
+    /// Kafka key template using the filter's segment names, e.g. `{lot_id}`.
+    pub key: String,
+}
+
+impl MappingRule {
+    /// The rules used when the config has no `[[mapping]]`: SPEC §3.1's layout.
+    pub fn defaults() -> Vec<MappingRule> {
+        vec![
+            MappingRule {
+                filter: "parking/+lot_id/+space_id".into(),
+                topic: "readings".into(),
+                key: "{lot_id}".into(),
+            },
+            MappingRule {
+                filter: "presence/+gateway_id".into(),
+                topic: "presence".into(),
+                key: "{gateway_id}".into(),
+            },
+        ]
+    }
+
+    /// The parsed filter and key template.
+    pub fn compile(&self) -> Result<(TopicPattern, KeyTemplate), crate::topic::PatternError> {
+        let pattern = TopicPattern::parse(&self.filter)?;
+        let key = KeyTemplate::parse(&self.key, &pattern)?;
+        Ok((pattern, key))
+    }
+
+    pub(crate) fn validate(&self, at: &str, p: &mut Problems) {
+        match self.compile() {
+            Err(e) => p.push((at.to_owned(), e.to_string())),
+            Ok((pattern, _)) => {
+                let required: &[&str] = match self.topic.as_str() {
+                    "readings" => &["lot_id", "space_id"],
+                    "presence" => &["gateway_id"],
+                    _ => &[],
+                };
+                for name in required {
+                    if !pattern.names().any(|n| n == *name) {
+                        p.push((
+                            format!("{at}.filter"),
+                            format!(
+                                "a rule for topic {:?} must name a segment +{name}, e.g. parking/+lot_id/+space_id",
+                                self.topic
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        if self.topic.is_empty() {
+            p.push((format!("{at}.topic"), "may not be empty".into()));
+        }
+    }
+}
+
+/// `[readings]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReadingsConfig {
+    /// How far a device's `ts` may be ahead of the receive time before the reading is rejected.
+    pub max_ts_ahead: Duration,
+}
+
+impl Default for ReadingsConfig {
+    fn default() -> Self {
+        Self {
+            max_ts_ahead: Duration::from_mins(10),
+        }
+    }
+}
+
+impl ReadingsConfig {
+    /// The decoder settings.
+    pub fn decode_options(&self) -> DecodeOptions {
+        DecodeOptions {
+            max_ts_ahead_ms: self.max_ts_ahead.as_millis_i64(),
+        }
+    }
+
+    pub(crate) fn validate(&self, _p: &mut Problems) {}
+}
+
+/// Delivery guarantee of the stream processor's outputs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessingGuarantee {
+    /// Outputs, state and input offsets in one Kafka transaction (real Kafka clusters).
+    #[default]
+    ExactlyOnce,
+    /// Idempotent keyed outputs, offsets committed after them (brokers without transactions).
+    AtLeastOnce,
+}
+
+/// `[stream]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamConfig {
+    /// Tumbling window sizes, aligned to the UTC epoch.
+    pub windows: Vec<Duration>,
+    /// Bounded out-of-orderness: watermark = max event time seen − this.
+    pub out_of_orderness: Duration,
+    /// Wall-clock idleness after which a partition's watermark follows the clock.
+    pub idle_after: Duration,
+    /// How far behind the watermark a reading may be and still count; older ones go to `fjord.late`.
+    pub allowed_lateness: Duration,
+    /// `exactly_once` or `at_least_once`.
+    pub processing_guarantee: ProcessingGuarantee,
+    /// How often outputs, state and offsets are committed.
+    pub commit_interval: Duration,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self {
+            windows: vec![Duration::from_mins(1), Duration::from_mins(10)],
+            out_of_orderness: Duration::from_secs(5),
+            idle_after: Duration::from_secs(10),
+            allowed_lateness: Duration::from_mins(1),
+            processing_guarantee: ProcessingGuarantee::ExactlyOnce,
+            commit_interval: Duration::from_millis(100),
+        }
+    }
+}
+
+impl StreamConfig {
+    pub(crate) fn validate(&self, p: &mut Problems) {
+        if self.windows.is_empty() {
+            p.push((
+                "stream.windows".into(),
+                "at least one window size is required".into(),
+            ));
+        }
+        for (i, w) in self.windows.iter().enumerate() {
+            let ms = w.as_millis_i64();
+            if !(1000..=86_400_000).contains(&ms) || 86_400_000 % ms != 0 {
+                p.push((
+                    format!("stream.windows[{i}]"),
+                    format!("a window must be between 1s and 1d and divide a day evenly, got {w}"),
+                ));
+            }
+            if self.windows[..i].contains(w) {
+                p.push((
+                    format!("stream.windows[{i}]"),
+                    format!("{w} is listed twice"),
+                ));
+            }
+        }
+        if self.idle_after.is_zero() {
+            p.push(("stream.idle_after".into(), "must be longer than 0s".into()));
+        }
+        if self.commit_interval.is_zero() {
+            p.push((
+                "stream.commit_interval".into(),
+                "must be longer than 0ms".into(),
+            ));
+        }
+    }
+}
+
+/// `[lake]`
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LakeConfig {
+    /// Object store URL of the lake: `file:///abs/path` or `s3://bucket/prefix`.
+    /// Default: `file://<data_dir>/lake`.
+    pub url: Option<String>,
+}
+
+impl LakeConfig {
+    pub(crate) fn validate(&self, p: &mut Problems) {
+        if let Some(url) = &self.url {
+            let ok = url
+                .strip_prefix("file://")
+                .is_some_and(|path| path.starts_with('/'))
+                || url
+                    .strip_prefix("s3://")
+                    .is_some_and(|rest| !rest.is_empty());
+            if !ok {
+                p.push((
+                    "lake.url".into(),
+                    format!("expected file:///absolute/path or s3://bucket/prefix, got {url:?}"),
+                ));
+            }
+        }
+    }
+}
+
+/// `[serve]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    /// HTTP API and dashboard.
+    pub http_listen: SocketAddr,
+    /// Postgres wire protocol.
+    pub pg_listen: SocketAddr,
+    /// Arrow Flight SQL.
+    pub flight_listen: SocketAddr,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            pg_listen: SocketAddr::from(([127, 0, 0, 1], 5433)),
+            flight_listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+        }
+    }
+}
+
+impl ServeConfig {
+    pub(crate) fn validate(&self, p: &mut Problems) {
+        let addrs = [
+            ("serve.http_listen", self.http_listen),
+            ("serve.pg_listen", self.pg_listen),
+            ("serve.flight_listen", self.flight_listen),
+        ];
+        for (i, (key, addr)) in addrs.iter().enumerate() {
+            if addr.port() != 0 && addrs[..i].iter().any(|(_, a)| a == addr) {
+                p.push((
+                    (*key).into(),
+                    format!("{addr} is already used by another interface"),
+                ));
+            }
+        }
+    }
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Token (the password of user `fjord`) that every interface requires. Unset: generated at start
+    /// and printed.
+    pub token: Option<String>,
+}

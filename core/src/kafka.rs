@@ -1,0 +1,111 @@
+//! Kafka plumbing shared by the components: the topic names of SPEC §3.2, the record header names,
+//! a client config built from `[kafka]`, and idempotent topic creation.
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::config::KafkaConfig;
+use crate::{Error, Result};
+
+/// Header: the MQTT topic the payload was published on.
+pub const HEADER_MQTT_TOPIC: &str = "fjord-mqtt-topic";
+/// Header: when the bridge received the message (RFC 3339, ms).
+pub const HEADER_RECEIVED_AT: &str = "fjord-received-at";
+/// Header: the payload's content type, when the sender declared one.
+pub const HEADER_CONTENT_TYPE: &str = "fjord-content-type";
+/// Header: `mqtt` or `http`.
+pub const HEADER_SOURCE: &str = "fjord-source";
+/// Header (dead-letter records): why the record was rejected.
+pub const HEADER_ERROR: &str = "fjord-error";
+
+/// The full names of fjord's topics for one `[kafka]` config.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Topics {
+    /// Raw readings from the bridge.
+    pub readings: String,
+    /// Dead letters.
+    pub dlq: String,
+    /// Gateway presence.
+    pub presence: String,
+    /// Closed occupancy windows.
+    pub occupancy: String,
+    /// Alert state changes (the webhook outbox).
+    pub alerts: String,
+    /// Readings too late for the speed layer.
+    pub late: String,
+}
+
+impl Topics {
+    /// The topic names under `cfg.topic_prefix`.
+    pub fn new(cfg: &KafkaConfig) -> Self {
+        Self {
+            readings: cfg.topic("readings"),
+            dlq: cfg.topic("dlq"),
+            presence: cfg.topic("presence"),
+            occupancy: cfg.topic("occupancy"),
+            alerts: cfg.topic("alerts"),
+            late: cfg.topic("late"),
+        }
+    }
+
+    /// All names, for topic creation.
+    pub fn all(&self) -> [&str; 6] {
+        [
+            &self.readings,
+            &self.dlq,
+            &self.presence,
+            &self.occupancy,
+            &self.alerts,
+            &self.late,
+        ]
+    }
+}
+
+/// A librdkafka client config with `bootstrap.servers`, `client.id` and the `[kafka.options]`.
+pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.brokers)
+        .set("client.id", &cfg.client_id);
+    for (k, v) in &cfg.options {
+        c.set(k, v);
+    }
+    c
+}
+
+/// Creates the topics that do not exist yet (existing ones are left as they are).
+pub async fn ensure_topics(cfg: &KafkaConfig, names: &[&str], partitions: i32) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = client_config(cfg)
+        .create()
+        .map_err(|e| Error::kafka("creating an admin client", e))?;
+    let topics: Vec<NewTopic<'_>> = names
+        .iter()
+        .map(|n| {
+            NewTopic::new(
+                n,
+                partitions,
+                TopicReplication::Fixed(cfg.replication_factor),
+            )
+        })
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin
+        .create_topics(topics.iter(), &opts)
+        .await
+        .map_err(|e| Error::kafka("creating topics", e))?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(Error::kafka(
+                    format!("creating topic {name}"),
+                    rdkafka::error::KafkaError::AdminOp(code),
+                ));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,29 @@
+//! `fjord-core`: what every fjord component shares.
+//!
+//! * [`model`] — `Reading`, `OccupancyWindow`, `Alert`, the values that flow through the pipeline.
+//! * [`decode`] — raw device message → `Reading`, exactly as SPEC §3.1 says (JSON and CBOR).
+//! * [`schema`] — the Arrow schemas of the SPEC tables, defined once.
+//! * [`config`] — one TOML file with `FJORD__SECTION__KEY` overrides, all problems reported at once.
+//! * [`lots`] — the lots registry (SPEC §3.4).
+//! * [`topic`] — MQTT topic patterns with named segments and Kafka key templates (SPEC §3.3).
+//! * [`kafka`] — topic and header names, client config, topic creation.
+//! * [`telemetry`] — `tracing` setup and the shared Prometheus registry.
+//! * [`time`], [`duration`] — epoch-millisecond time and config durations.
+//! * `testkit` (feature `testkit`) — real brokers on free loopback ports for tests.
+
+pub mod config;
+pub mod decode;
+pub mod duration;
+mod error;
+pub mod kafka;
+pub mod lots;
+pub mod model;
+pub mod schema;
+pub mod serde_ts;
+pub mod telemetry;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+pub mod time;
+pub mod topic;
+
+pub use error::{Error, Result};

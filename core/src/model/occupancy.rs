@@ -1,0 +1,56 @@
+//! One closed occupancy window of one lot (SPEC §4.1), the value of a `fjord.occupancy` record and a
+//! row of the `occupancy_1m` / `occupancy_10m` tables.
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::TimestampMs;
+
+/// Which layer computed a window row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowSource {
+    /// The stream processor (near-real-time, may miss late data).
+    Speed,
+    /// The batch views (authoritative, late data included).
+    Batch,
+}
+
+impl WindowSource {
+    /// The value of the `source` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WindowSource::Speed => "speed",
+            WindowSource::Batch => "batch",
+        }
+    }
+}
+
+/// Occupancy of lot `lot_id` over `[window_start, window_end)`. A window is identified by
+/// (`lot_id`, `window_start`, `window_end`); consumers upsert by that key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OccupancyWindow {
+    /// The lot.
+    pub lot_id: String,
+    /// Start of the window (inclusive), UTC epoch ms, aligned to the epoch.
+    #[serde(with = "crate::serde_ts")]
+    pub window_start: TimestampMs,
+    /// End of the window (exclusive), UTC epoch ms.
+    #[serde(with = "crate::serde_ts")]
+    pub window_end: TimestampMs,
+    /// Capacity from the lots registry, or the number of distinct spaces seen for unregistered lots.
+    pub capacity: u32,
+    /// Time-weighted mean number of occupied spaces over the window.
+    pub occupied_avg: f64,
+    /// `occupied_avg / capacity` (0 when the capacity is 0).
+    pub occupancy_ratio: f64,
+    /// Number of occupied spaces just before `window_end`.
+    pub occupied_end: u32,
+    /// Transitions free→occupied with `ts` in the window.
+    pub arrivals: u64,
+    /// Transitions occupied→free with `ts` in the window.
+    pub departures: u64,
+    /// Distinct readings with `ts` in the window.
+    pub readings: u64,
+    /// Which layer computed the row.
+    pub source: WindowSource,
+}

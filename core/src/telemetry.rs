@@ -1,0 +1,105 @@
+//! Logs and metrics for every component.
+//!
+//! [`init_tracing`] installs one global `tracing` subscriber (human or JSON lines, filter from the
+//! config or `RUST_LOG`). [`Metrics`] wraps one Prometheus registry that all components of a process
+//! register into, so `fjord demo` exposes a single `/metrics` page for everything it runs.
+
+use std::sync::Arc;
+
+use prometheus::{Encoder, Registry, TextEncoder};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogConfig, LogFormat};
+use crate::{Error, Result};
+
+/// Directives added to the configured level: the embedded MQTT broker logs every connection at
+/// `info`, which would drown fjord's own lines.
+const QUIET_DEPENDENCIES: &str = "rumqttd=warn";
+
+/// Installs the global `tracing` subscriber. `RUST_LOG`, when set, overrides `cfg.level`.
+/// Calling it twice is an error (the first subscriber stays).
+pub fn init_tracing(cfg: &LogConfig) -> Result<()> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(env) if !env.is_empty() => EnvFilter::try_new(env),
+        _ => EnvFilter::try_new(format!("{QUIET_DEPENDENCIES},{}", cfg.level)),
+    }
+    .map_err(|e| Error::Telemetry(format!("invalid log filter: {e}")))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let result = match cfg.format {
+        LogFormat::Human => builder.with_target(true).try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    result.map_err(|e| Error::Telemetry(format!("cannot install the log subscriber: {e}")))
+}
+
+/// The process-wide Prometheus registry. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// An empty registry whose metric names all start with `fjord_`.
+    pub fn new() -> Self {
+        let registry =
+            Registry::new_custom(Some("fjord".into()), None).unwrap_or_else(|_| Registry::new());
+        Self {
+            registry: Arc::new(registry),
+        }
+    }
+
+    /// Registers a collector (a counter, gauge, histogram or a `*Vec` of them). Registering the same
+    /// metric name twice is a programming error and reported as such.
+    pub fn register<C: prometheus::core::Collector + Clone + 'static>(&self, c: &C) -> Result<()> {
+        self.registry
+            .register(Box::new(c.clone()))
+            .map_err(|e| Error::Telemetry(format!("cannot register a metric: {e}")))
+    }
+
+    /// The underlying registry.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The Prometheus text exposition of every registered metric.
+    pub fn encode(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registered_metrics_are_encoded_with_the_prefix() {
+        let m = Metrics::new();
+        let c = prometheus::IntCounterVec::new(
+            prometheus::Opts::new("readings_total", "Readings received"),
+            &["source"],
+        )
+        .unwrap();
+        m.register(&c).unwrap();
+        c.with_label_values(&["mqtt"]).inc_by(3);
+        let text = m.encode();
+        assert!(
+            text.contains("fjord_readings_total{source=\"mqtt\"} 3"),
+            "{text}"
+        );
+        assert!(
+            m.register(&c).is_err(),
+            "double registration must be refused"
+        );
+    }
+}

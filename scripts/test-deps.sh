@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what fjord's tests need, skipping what is already there (a second run takes seconds):
+#   * Debian packages: mosquitto (MQTT broker for tests) and the C build prerequisites of librdkafka;
+#   * tansu, a Kafka-protocol broker, built with cargo into ~/.cache/fjord-ci/tools.
+# Works on a machine with only the Rust toolchain, Python 3 and apt. Needs root (or sudo) for apt.
+set -euo pipefail
+
+TOOLS="${FJORD_TOOLS_DIR:-$HOME/.cache/fjord-ci/tools}"
+TANSU_VERSION="0.6.0"
+
+sudo_if_needed() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "test-deps: need root to run: $*" >&2; exit 1; fi
+}
+
+# --- Debian packages -------------------------------------------------------------------------
+missing=()
+for pkg in mosquitto pkg-config zlib1g-dev libssl-dev build-essential; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "test-deps: installing ${missing[*]} with apt"
+  sudo_if_needed apt-get update -qq
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# The tests start their own mosquitto processes on free loopback ports.
+
+# --- tansu -------------------------------------------------------------------------------------
+if [ -x "$TOOLS/bin/tansu" ] && "$TOOLS/bin/tansu" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
+  :
+else
+  echo "test-deps: building tansu $TANSU_VERSION into $TOOLS (takes several minutes once)"
+  cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore --root "$TOOLS"
+fi
+echo "test-deps: ok (mosquitto: $(command -v mosquitto || echo /usr/sbin/mosquitto), tansu: $TOOLS/bin/tansu)"

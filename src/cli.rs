@@ -1,0 +1,194 @@
+//! The `fjord` command line (SPEC §2): one binary, one subcommand per component.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use fjord_core::duration::Duration;
+
+/// fjord — IoT analytics pipeline: MQTT→Kafka bridge, stream processor, Delta lake, SQL.
+#[derive(Debug, Parser)]
+#[command(name = "fjord", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Config file (TOML). Every key can also be set as FJORD__SECTION__KEY.
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "FJORD_CONFIG",
+        value_name = "FILE"
+    )]
+    pub config: Option<PathBuf>,
+
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// fjord's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Everything in one process on embedded defaults: brokers, pipeline, query server, simulator
+    #[command(
+        after_help = "Examples:\n  fjord demo\n  fjord demo --data-dir /tmp/fjord --no-simulate\n  fjord demo --kafka 127.0.0.1:9092 --mqtt mqtt://127.0.0.1:1883"
+    )]
+    Demo(DemoArgs),
+    /// MQTT (and HTTP) → Kafka bridge that acknowledges a message only once Kafka has it
+    #[command(after_help = "Example:\n  fjord bridge --config fjord.toml")]
+    Bridge,
+    /// Stream processor (occupancy windows, alerts) and alert dispatcher
+    #[command(after_help = "Example:\n  fjord stream --config fjord.toml")]
+    Stream,
+    /// Batch jobs on the lake: run, ingest, compact, views, vacuum, import
+    #[command(
+        after_help = "Examples:\n  fjord batch run\n  fjord batch run --every 10m\n  fjord batch import readings.jsonl"
+    )]
+    Batch(BatchArgs),
+    /// Query server: HTTP SQL API, dashboard, Postgres wire, Flight SQL
+    #[command(after_help = "Example:\n  fjord serve --config fjord.toml")]
+    Serve,
+    /// Run one SQL query against the lake and print the result
+    #[command(
+        after_help = "Example:\n  fjord sql \"SELECT lot_id, count(*) FROM readings GROUP BY 1\""
+    )]
+    Sql(SqlArgs),
+    /// Device simulator and load generator over MQTT
+    #[command(after_help = "Example:\n  fjord simulate --lots 5 --spaces 100")]
+    Simulate,
+    /// Configuration tools
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `fjord config …`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a config file (and the environment) and print every problem at once
+    #[command(
+        after_help = "Examples:\n  fjord config check --config fjord.toml\n  FJORD__KAFKA__BROKERS=k:9092 fjord config check -c fjord.toml --print"
+    )]
+    Check {
+        /// Also print the effective configuration (file + environment + defaults) as TOML.
+        #[arg(long)]
+        print: bool,
+    },
+}
+
+/// `fjord demo` flags (SPEC §2).
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Directory for the lake and state.
+    #[arg(long, value_name = "DIR", default_value = "./fjord-data")]
+    pub data_dir: PathBuf,
+    /// Do not run the device simulator.
+    #[arg(long)]
+    pub no_simulate: bool,
+    /// Deliver alerts to this webhook URL (repeatable).
+    #[arg(long, value_name = "URL")]
+    pub webhook: Vec<String>,
+    /// Secret for the webhooks' HMAC-SHA256 signature.
+    #[arg(long, value_name = "S")]
+    pub webhook_secret: Option<String>,
+    /// Port of the embedded MQTT broker.
+    #[arg(long, default_value_t = 1883)]
+    pub mqtt_port: u16,
+    /// Port of the HTTP API and dashboard.
+    #[arg(long, default_value_t = 8080)]
+    pub http_port: u16,
+    /// Port of the Postgres wire protocol.
+    #[arg(long, default_value_t = 5433)]
+    pub pg_port: u16,
+    /// Port of Arrow Flight SQL.
+    #[arg(long, default_value_t = 50051)]
+    pub flight_port: u16,
+    /// Use this external Kafka (bootstrap servers) instead of the embedded one.
+    #[arg(long, value_name = "BROKERS")]
+    pub kafka: Option<String>,
+    /// Use this external MQTT broker (mqtt://host:port) instead of the embedded one.
+    #[arg(long, value_name = "URL")]
+    pub mqtt: Option<String>,
+    /// Lots registry CSV (lot_id,name,zone,capacity,lat,lon).
+    #[arg(long, value_name = "FILE")]
+    pub lots: Option<PathBuf>,
+    /// How often the batch job runs.
+    #[arg(long, value_name = "DURATION", default_value = "5m")]
+    pub batch_every: Duration,
+    /// Password/token of user `fjord` on every interface; generated and printed when absent.
+    #[arg(long, value_name = "TOKEN", env = "FJORD_AUTH_TOKEN")]
+    pub auth_token: Option<String>,
+}
+
+/// `fjord batch` arguments.
+#[derive(Debug, Args)]
+pub struct BatchArgs {
+    /// The job.
+    #[command(subcommand)]
+    pub job: BatchJob,
+}
+
+/// The batch jobs.
+#[derive(Debug, Subcommand)]
+pub enum BatchJob {
+    /// ingest → compact → views
+    Run(Schedule),
+    /// Land new records of fjord.readings in the lake, exactly once
+    Ingest(Schedule),
+    /// Rewrite small files into large ones
+    Compact(Schedule),
+    /// Recompute the batch views for the dates touched since the last run
+    Views(Schedule),
+    /// Remove files no longer referenced, after the retention period
+    Vacuum(Schedule),
+    /// Backfill historical readings from JSON-lines or CSV files
+    Import {
+        /// Files to import.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// Repetition of a batch job; without either flag the job runs once.
+#[derive(Debug, Args)]
+pub struct Schedule {
+    /// Repeat every DURATION (e.g. 10m).
+    #[arg(long, value_name = "DURATION", conflicts_with = "cron")]
+    pub every: Option<Duration>,
+    /// Repeat on a cron schedule (e.g. "0 * * * *").
+    #[arg(long, value_name = "EXPR")]
+    pub cron: Option<String>,
+}
+
+/// `fjord sql` arguments.
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    /// The query.
+    pub query: String,
+    /// Output format: table, csv or json.
+    #[arg(long, default_value = "table")]
+    pub format: String,
+}
+
+impl Command {
+    /// The name used in messages (`batch views`, `config check`).
+    pub fn name(&self) -> String {
+        match self {
+            Command::Demo(_) => "demo".into(),
+            Command::Bridge => "bridge".into(),
+            Command::Stream => "stream".into(),
+            Command::Batch(b) => format!(
+                "batch {}",
+                match b.job {
+                    BatchJob::Run(_) => "run",
+                    BatchJob::Ingest(_) => "ingest",
+                    BatchJob::Compact(_) => "compact",
+                    BatchJob::Views(_) => "views",
+                    BatchJob::Vacuum(_) => "vacuum",
+                    BatchJob::Import { .. } => "import",
+                }
+            ),
+            Command::Serve => "serve".into(),
+            Command::Sql(_) => "sql".into(),
+            Command::Simulate => "simulate".into(),
+            Command::Config(_) => "config check".into(),
+        }
+    }
+}

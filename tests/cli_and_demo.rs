@@ -1,0 +1,320 @@
+//! End-to-end tests of the `fjord` binary: the command surface of SPEC §2, `fjord config check`, and
+//! `fjord demo` with its embedded MQTT broker and Kafka cluster, driven by real clients.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use fjord_core::testkit::{free_port, temp_dir, unique_name, wait_until};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+
+const FJORD: &str = env!("CARGO_BIN_EXE_fjord");
+
+fn fjord(args: &[&str]) -> Output {
+    Command::new(FJORD)
+        .args(args)
+        .env_remove("FJORD_CONFIG")
+        .output()
+        .expect("run fjord")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn help_lists_every_command_of_the_spec() {
+    let out = fjord(&["--help"]);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for cmd in [
+        "demo", "bridge", "stream", "batch", "serve", "sql", "simulate", "config",
+    ] {
+        assert!(
+            help.lines().any(|l| l.trim_start().starts_with(cmd)),
+            "`{cmd}` missing from:\n{help}"
+        );
+    }
+    let batch = text(&fjord(&["batch", "--help"]).stdout);
+    for job in ["run", "ingest", "compact", "views", "vacuum", "import"] {
+        assert!(
+            batch.lines().any(|l| l.trim_start().starts_with(job)),
+            "{job}:\n{batch}"
+        );
+    }
+    let demo = text(&fjord(&["demo", "--help"]).stdout);
+    for flag in [
+        "--data-dir",
+        "--no-simulate",
+        "--webhook ",
+        "--webhook-secret",
+        "--mqtt-port",
+        "--http-port",
+        "--pg-port",
+        "--flight-port",
+        "--kafka",
+        "--mqtt ",
+        "--lots",
+        "--batch-every",
+        "--auth-token",
+    ] {
+        assert!(
+            demo.contains(flag),
+            "{flag} missing from demo --help:\n{demo}"
+        );
+    }
+    assert!(demo.contains("Examples:"), "{demo}");
+}
+
+#[test]
+fn commands_not_built_yet_say_so_and_fail() {
+    for args in [
+        &["bridge"][..],
+        &["stream"],
+        &["batch", "run"],
+        &["batch", "import", "x.jsonl"],
+        &["serve"],
+        &["sql", "SELECT 1"],
+        &["simulate"],
+    ] {
+        let out = fjord(args);
+        assert_eq!(out.status.code(), Some(69), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(err.contains("not built yet"), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?} printed to stdout");
+    }
+}
+
+#[test]
+fn config_check_prints_every_problem_at_once() {
+    let dir = temp_dir();
+    let path = dir.path().join("fjord.toml");
+    std::fs::write(
+        &path,
+        "[kafka]\nbrokrs = \"k:9092\"\n\n[stream]\nidle_after = \"ten\"\nwindows = [\"7s\"]\n",
+    )
+    .unwrap();
+    let out = fjord(&["config", "check", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.starts_with("3 problems in config"), "{err}");
+    assert!(
+        err.contains(":2: kafka.brokrs: unknown field `brokrs`"),
+        "{err}"
+    );
+    assert!(
+        err.contains(":5: stream.idle_after: invalid duration \"ten\""),
+        "{err}"
+    );
+    assert!(
+        err.contains(":6: stream.windows[0]: a window must be"),
+        "{err}"
+    );
+
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("fjord.example.toml");
+    let out = fjord(&[
+        "config",
+        "check",
+        "-c",
+        example.to_str().unwrap(),
+        "--print",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    assert!(printed.starts_with("config OK"), "{printed}");
+    assert!(printed.contains("topic_prefix = \"fjord.\""), "{printed}");
+}
+
+/// A running `fjord demo`, interrupted and reaped when dropped.
+struct Demo {
+    child: Child,
+}
+
+impl Demo {
+    fn start(data_dir: &Path, mqtt_port: u16, token: &str) -> Demo {
+        let child = Command::new(FJORD)
+            .args(["demo", "--no-simulate", "--auth-token", token])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--mqtt-port", &mqtt_port.to_string()])
+            .env_remove("FJORD_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start fjord demo");
+        Demo { child }
+    }
+
+    fn interrupt(&self) {
+        let ok = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn mqtt_connect(port: u16, password: &str) -> (AsyncClient, rumqttc::EventLoop, bool) {
+    let mut opts = MqttOptions::new(unique_name("c"), "127.0.0.1", port);
+    opts.set_credentials("fjord", password);
+    let (client, mut lp) = AsyncClient::new(opts, 100);
+    let accepted = matches!(
+        tokio::time::timeout(Duration::from_secs(10), lp.poll()).await,
+        Ok(Ok(Event::Incoming(Packet::ConnAck(ack)))) if ack.code == rumqttc::ConnectReturnCode::Success
+    );
+    (client, lp, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_runs_embedded_brokers_and_stops_cleanly() {
+    let dir = temp_dir();
+    let data_dir = dir.path().join("data");
+    let mqtt_port = free_port();
+    let token = "test-token-123";
+    let mut demo = Demo::start(&data_dir, mqtt_port, token);
+    let endpoints_path = data_dir.join("endpoints.json");
+    assert!(
+        wait_until(Duration::from_secs(30), || endpoints_path.exists()),
+        "endpoints.json not written"
+    );
+    let endpoints: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&endpoints_path).unwrap()).unwrap();
+    assert_eq!(
+        endpoints["mqtt"]["url"],
+        format!("mqtt://127.0.0.1:{mqtt_port}")
+    );
+    assert_eq!(endpoints["mqtt"]["username"], "fjord");
+    assert_eq!(endpoints["mqtt"]["password"], token);
+    assert_eq!(endpoints["kafka"]["topics"]["readings"], "fjord.readings");
+    let bootstrap = endpoints["kafka"]["bootstrap_servers"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // MQTT: the right password publishes and receives; a wrong one is refused.
+    let (sub, mut sub_loop, ok) = mqtt_connect(mqtt_port, token).await;
+    assert!(ok, "the demo's credentials must be accepted");
+    sub.subscribe("parking/#", QoS::AtLeastOnce).await.unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), sub_loop.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => break,
+            Ok(Ok(_)) => {}
+            other => panic!("no SUBACK: {other:?}"),
+        }
+    }
+    let (publisher, mut pub_loop, ok) = mqtt_connect(mqtt_port, token).await;
+    assert!(ok);
+    tokio::spawn(async move { while pub_loop.poll().await.is_ok() {} });
+    publisher
+        .publish(
+            "parking/central/S1",
+            QoS::AtLeastOnce,
+            false,
+            r#"{"occupied":true}"#,
+        )
+        .await
+        .unwrap();
+    let received = loop {
+        match tokio::time::timeout(Duration::from_secs(10), sub_loop.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::Publish(p)))) => break p,
+            Ok(Ok(_)) => {}
+            other => panic!("no message: {other:?}"),
+        }
+    };
+    assert_eq!(received.topic, "parking/central/S1");
+    assert_eq!(&received.payload[..], br#"{"occupied":true}"#);
+    let (_c, _l, ok) = mqtt_connect(mqtt_port, "wrong-password").await;
+    assert!(!ok, "a wrong password must be refused");
+
+    // Kafka: fjord's topics exist on the embedded cluster and carry records.
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    producer
+        .send(
+            FutureRecord::to("fjord.readings")
+                .key("central")
+                .payload("hello"),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+    // The record is stored: the partitions' high watermarks add up to one. (A metadata client
+    // without a consumer group: librdkafka's mock cluster holds a closing group member until its
+    // session timeout, rust-rdkafka#633.)
+    let client: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    let stored = tokio::task::block_in_place(|| {
+        let metadata = client
+            .fetch_metadata(Some("fjord.readings"), Duration::from_secs(10))
+            .unwrap();
+        let partitions = metadata.topics()[0].partitions().len() as i32;
+        assert!(partitions > 0, "fjord.readings must exist");
+        (0..partitions)
+            .map(|p| {
+                let (low, high) = client
+                    .fetch_watermarks("fjord.readings", p, Duration::from_secs(10))
+                    .unwrap();
+                high - low
+            })
+            .sum::<i64>()
+    });
+    assert_eq!(stored, 1);
+
+    drop(client);
+    drop(producer);
+
+    // Ctrl-C: a clean exit that removes endpoints.json.
+    demo.interrupt();
+    let status = tokio::task::block_in_place(|| demo.child.wait()).unwrap();
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(demo.child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    assert!(status.success(), "demo exited with {status}");
+    assert!(stdout.contains("mosquitto_pub -h 127.0.0.1"), "{stdout}");
+    assert!(
+        stdout.contains("not built yet") || stdout.contains("Not built yet"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("fjord demo stopped."), "{stdout}");
+    assert!(
+        !endpoints_path.exists(),
+        "endpoints.json must be removed on exit"
+    );
+}
+
+#[test]
+fn demo_refuses_a_busy_mqtt_port_with_a_clear_error() {
+    let dir = temp_dir();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let out = Command::new(FJORD)
+        .args(["demo", "--no-simulate", "--mqtt-port", &port.to_string()])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env_remove("FJORD_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "the embedded MQTT broker cannot listen on 127.0.0.1:{port}"
+        )),
+        "{err}"
+    );
+    assert!(!dir.path().join("endpoints.json").exists());
+}
