@@ -52,8 +52,10 @@ pub enum Command {
     )]
     Sql(SqlArgs),
     /// Device simulator and load generator over MQTT
-    #[command(after_help = "Example:\n  fjord simulate --lots 5 --spaces 100")]
-    Simulate,
+    #[command(
+        after_help = "Examples:\n  fjord simulate --lots 5 --spaces 100 --rate 200\n  fjord simulate --rate max --count 1000000 --mqtt mqtt://127.0.0.1:1883\n  fjord simulate --duration 10m --duplicates 0.01 --late 0.001 --garbage 0.001"
+    )]
+    Simulate(SimulateArgs),
     /// Configuration tools
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -115,6 +117,62 @@ pub struct DemoArgs {
     /// Password/token of user `fjord` on every interface; generated and printed when absent.
     #[arg(long, value_name = "TOKEN", env = "FJORD_AUTH_TOKEN")]
     pub auth_token: Option<String>,
+}
+
+/// `fjord simulate` flags.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Number of lots (default: the lots registry, else 3).
+    #[arg(long)]
+    pub lots: Option<u32>,
+    /// Spaces per lot (default: each registered lot's capacity, else 40).
+    #[arg(long)]
+    pub spaces: Option<u32>,
+    /// Messages per second, or `max` for as fast as the broker acknowledges.
+    #[arg(long, default_value = "50")]
+    pub rate: String,
+    /// Stop after this long (e.g. 10m); default: until Ctrl-C or --count.
+    #[arg(long, value_name = "DURATION")]
+    pub duration: Option<Duration>,
+    /// Stop after this many messages.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Random seed (the same seed replays the same messages).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Share of readings sent twice.
+    #[arg(long, default_value_t = 0.0)]
+    pub duplicates: f64,
+    /// Share of readings sent after later ones.
+    #[arg(long, default_value_t = 0.0)]
+    pub out_of_order: f64,
+    /// Share of readings with a ts minutes in the past.
+    #[arg(long, default_value_t = 0.0)]
+    pub late: f64,
+    /// Share of invalid payloads.
+    #[arg(long, default_value_t = 0.0)]
+    pub garbage: f64,
+    /// Share of sensors that go silent after their first reading.
+    #[arg(long, default_value_t = 0.0)]
+    pub silent: f64,
+    /// Share of sensors with a low battery.
+    #[arg(long, default_value_t = 0.0)]
+    pub low_battery: f64,
+    /// MQTT broker URL (default: [mqtt] url of the config).
+    #[arg(long, value_name = "URL")]
+    pub mqtt: Option<String>,
+    /// MQTT user name (default: [mqtt] username).
+    #[arg(long)]
+    pub username: Option<String>,
+    /// MQTT password (default: [mqtt] password).
+    #[arg(long, env = "FJORD_MQTT_PASSWORD")]
+    pub password: Option<String>,
+    /// Unacknowledged messages per connection.
+    #[arg(long, default_value_t = 1000)]
+    pub inflight: u16,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `fjord batch` arguments.
@@ -187,7 +245,7 @@ impl Command {
             ),
             Command::Serve => "serve".into(),
             Command::Sql(_) => "sql".into(),
-            Command::Simulate => "simulate".into(),
+            Command::Simulate(_) => "simulate".into(),
             Command::Config(_) => "config check".into(),
         }
     }

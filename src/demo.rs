@@ -1,25 +1,34 @@
 //! `fjord demo`: the whole pipeline in one process on embedded defaults.
 //!
-//! Starts the embedded MQTT broker (rumqttd, user `fjord` with the auth token) and the embedded
-//! Kafka-protocol cluster (librdkafka's mock cluster: in memory, empty at every start) unless
-//! `--mqtt` / `--kafka` point at external ones, creates fjord's topics, writes
-//! `<data-dir>/endpoints.json` and prints how to connect. Components that have not been built yet
-//! are named at start-up rather than faked. Ctrl-C (or SIGTERM) stops everything cleanly and removes
+//! Starts the embedded MQTT broker (user `fjord` with the auth token, plus `[[credentials]]`) and the
+//! embedded Kafka-protocol cluster (librdkafka's mock cluster: in memory, empty at every start)
+//! unless `--mqtt` / `--kafka` point at external ones, creates fjord's topics, runs the bridge, HTTP
+//! ingest and the device simulator, writes `<data-dir>/endpoints.json` and prints how to connect.
+//! Components that have not been built yet are named at start-up rather than faked. Ctrl-C (or
+//! SIGTERM) stops everything cleanly — the bridge finishes what is in flight — and removes
 //! `endpoints.json`, so a script never finds the endpoints of a demo that is gone.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use fjord_core::config::Config;
 use fjord_core::kafka::{self, Topics};
 use fjord_core::lots::LotsRegistry;
-use fjord_ingest::broker::{BrokerSettings, EmbeddedBroker};
+use fjord_core::telemetry::Metrics;
+use fjord_ingest::acl::Acl;
+use fjord_ingest::broker::EmbeddedBroker;
+use fjord_ingest::http::HttpIngest;
+use fjord_ingest::metrics::IngestMetrics;
+use fjord_ingest::simulate::model::{Faults, SimLot};
+use fjord_ingest::simulate::{self, SimulateOptions};
 use rand::Rng;
 use rdkafka::mocking::MockCluster;
 use serde::Serialize;
 
 use crate::cli::DemoArgs;
+use crate::commands::shutdown_signal;
 
 /// The user name every demo interface accepts, with the auth token as password.
 const DEMO_USER: &str = "fjord";
@@ -29,6 +38,7 @@ const DEMO_USER: &str = "fjord";
 struct Endpoints {
     mqtt: MqttEndpoint,
     kafka: KafkaEndpoint,
+    http: HttpEndpoint,
     /// Components accepted on the command line that are not built yet (no endpoint to give).
     not_built_yet: Vec<&'static str>,
 }
@@ -48,18 +58,27 @@ struct KafkaEndpoint {
     topics: Topics,
 }
 
+#[derive(Debug, Serialize)]
+struct HttpEndpoint {
+    url: String,
+    ingest: String,
+    metrics: String,
+    token: String,
+}
+
 /// Components of the demo that later issues add; each is named at start-up until it lands.
-const NOT_BUILT: [&str; 6] = [
-    "bridge (MQTT → Kafka)",
+const NOT_BUILT: [&str; 4] = [
     "stream processor",
     "batch scheduler",
-    "query server (HTTP, Postgres wire, Flight SQL)",
+    "query server (SQL over HTTP, Postgres wire, Flight SQL)",
     "dashboard",
-    "device simulator",
 ];
 
+/// The simulator's pace in the demo: a lively but readable stream.
+const DEMO_RATE: f64 = 20.0;
+
 /// Runs the demo until Ctrl-C or SIGTERM.
-pub async fn run(args: DemoArgs, mut config: Config) -> anyhow::Result<()> {
+pub async fn run(args: DemoArgs, mut config: Config, metrics: Metrics) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create the data dir {}", args.data_dir.display()))?;
     config.data_dir = args.data_dir.clone();
@@ -68,10 +87,13 @@ pub async fn run(args: DemoArgs, mut config: Config) -> anyhow::Result<()> {
         .clone()
         .or_else(|| config.auth.token.clone())
         .unwrap_or_else(generate_token);
+    config.auth.token = Some(token.clone());
     let lots = match &args.lots {
         Some(file) => LotsRegistry::new(LotsRegistry::read_csv_file(file)?)?,
         None => config.lots_registry()?,
     };
+    let shutdown = shutdown_signal()?;
+    let ingest_metrics = IngestMetrics::new(&metrics)?;
 
     // MQTT: embedded unless --mqtt.
     let (mqtt, _broker) = match &args.mqtt {
@@ -90,9 +112,13 @@ pub async fn run(args: DemoArgs, mut config: Config) -> anyhow::Result<()> {
         }
         None => {
             let listen = SocketAddr::from(([127, 0, 0, 1], args.mqtt_port));
-            let broker = EmbeddedBroker::start(&BrokerSettings::new(listen, DEMO_USER, &token))?;
+            let acl = Acl::new(config.all_credentials());
+            let broker = EmbeddedBroker::start(listen, &config.broker, acl, &metrics).await?;
+            config.mqtt.url = format!("mqtt://{listen}");
+            config.mqtt.username = Some(DEMO_USER.into());
+            config.mqtt.password = Some(token.clone());
             let endpoint = MqttEndpoint {
-                url: format!("mqtt://{listen}"),
+                url: config.mqtt.url.clone(),
                 embedded: true,
                 username: Some(DEMO_USER.into()),
                 password: Some(token.clone()),
@@ -100,10 +126,11 @@ pub async fn run(args: DemoArgs, mut config: Config) -> anyhow::Result<()> {
             (endpoint, Some(broker))
         }
     };
+    config.mqtt.client_id = "fjord-demo-bridge".into();
 
     // Kafka: embedded mock cluster unless --kafka. The cluster must outlive everything using it.
     let topics = Topics::new(&config.kafka);
-    let mut _cluster = None;
+    let mut cluster = None;
     let bootstrap = match &args.kafka {
         Some(brokers) => {
             config.kafka.brokers = brokers.clone();
@@ -113,18 +140,64 @@ pub async fn run(args: DemoArgs, mut config: Config) -> anyhow::Result<()> {
             brokers.clone()
         }
         None => {
-            let cluster = MockCluster::new(1).context("cannot start the embedded Kafka cluster")?;
+            let c = MockCluster::new(1).context("cannot start the embedded Kafka cluster")?;
             for t in topics.all() {
-                cluster
-                    .create_topic(t, config.kafka.partitions, 1)
+                c.create_topic(t, config.kafka.partitions, 1)
                     .with_context(|| format!("cannot create topic {t} on the embedded Kafka"))?;
             }
-            let b = cluster.bootstrap_servers();
-            _cluster = Some(cluster);
+            let b = c.bootstrap_servers();
+            cluster = Some(c);
             b
         }
     };
     config.kafka.brokers = bootstrap.clone();
+
+    // Bridge and HTTP ingest.
+    let bridge = {
+        let (config, metrics, stop) = (config.clone(), ingest_metrics.clone(), shutdown.clone());
+        tokio::spawn(async move { fjord_ingest::bridge::run(&config, metrics, stop).await })
+    };
+    let http_listen = SocketAddr::from(([127, 0, 0, 1], args.http_port));
+    let http = HttpIngest::new(
+        &config,
+        Acl::new(config.all_credentials()),
+        ingest_metrics.clone(),
+        metrics.clone(),
+    )?;
+    let http_listener = tokio::net::TcpListener::bind(http_listen)
+        .await
+        .with_context(|| format!("the HTTP port {http_listen} is not free (use --http-port)"))?;
+    drop(http_listener);
+    let http_task = {
+        let (router, stop) = (http.router(), shutdown.clone());
+        tokio::spawn(async move { fjord_ingest::http::serve(router, http_listen, stop).await })
+    };
+
+    // The device simulator.
+    let simulator = (!args.no_simulate).then(|| {
+        let opts = SimulateOptions {
+            mqtt: fjord_core::config::MqttConfig {
+                client_id: "fjord-demo-simulator".into(),
+                ..config.mqtt.clone()
+            },
+            lots: simulated_lots(&lots),
+            rate: Some(DEMO_RATE),
+            duration: None,
+            count: None,
+            seed: rand::rng().random(),
+            faults: Faults {
+                duplicate: 0.01,
+                out_of_order: 0.01,
+                late: 0.002,
+                garbage: 0.002,
+                silent: 0.02,
+                low_battery: 0.05,
+            },
+            inflight: 100,
+        };
+        let stop = shutdown.clone();
+        tokio::spawn(async move { simulate::run(opts, stop).await })
+    });
 
     let endpoints = Endpoints {
         mqtt,
@@ -132,6 +205,12 @@ pub async fn run(args: DemoArgs, mut config: Config) -> anyhow::Result<()> {
             bootstrap_servers: bootstrap,
             embedded: args.kafka.is_none(),
             topics,
+        },
+        http: HttpEndpoint {
+            url: format!("http://{http_listen}"),
+            ingest: format!("http://{http_listen}/ingest/"),
+            metrics: format!("http://{http_listen}/metrics"),
+            token: token.clone(),
         },
         not_built_yet: NOT_BUILT.to_vec(),
     };
@@ -141,18 +220,55 @@ pub async fn run(args: DemoArgs, mut config: Config) -> anyhow::Result<()> {
     tracing::info!(
         mqtt = %endpoints.mqtt.url,
         kafka = %endpoints.kafka.bootstrap_servers,
+        http = %endpoints.http.url,
         "demo running"
     );
 
-    wait_for_shutdown().await?;
+    let mut stop = shutdown.clone();
+    let _ = stop.wait_for(|s| *s).await;
     tracing::info!("shutting down");
+    if let Some(sim) = simulator {
+        match tokio::time::timeout(Duration::from_secs(40), sim).await {
+            Ok(Ok(Ok(summary))) => println!("simulator: {summary}"),
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "simulator failed"),
+            _ => tracing::warn!("simulator did not stop in time"),
+        }
+    }
+    match tokio::time::timeout(Duration::from_secs(40), bridge).await {
+        Ok(Ok(Ok(s))) => println!(
+            "bridge: {} received, {} forwarded, {} dead-lettered, {} acknowledged",
+            s.received, s.forwarded, s.dead_lettered, s.acked
+        ),
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "bridge failed"),
+        _ => tracing::warn!("bridge did not stop in time"),
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), http_task).await;
     let _ = std::fs::remove_file(&endpoints_path);
     // The embedded cluster is in memory and discarded with the process. Destroying it explicitly
     // waits for every connected client to leave (up to a consumer's 45 s session timeout), so it is
     // left to process exit instead.
-    std::mem::forget(_cluster);
+    std::mem::forget(cluster);
     println!("fjord demo stopped.");
     Ok(())
+}
+
+fn simulated_lots(lots: &LotsRegistry) -> Vec<SimLot> {
+    if lots.is_empty() {
+        return ["central", "harbour", "museum"]
+            .iter()
+            .zip([40, 25, 15])
+            .map(|(id, spaces)| SimLot {
+                lot_id: (*id).into(),
+                spaces,
+            })
+            .collect();
+    }
+    lots.iter()
+        .map(|l| SimLot {
+            lot_id: l.lot_id.clone(),
+            spaces: l.capacity,
+        })
+        .collect()
 }
 
 fn generate_token() -> String {
@@ -186,7 +302,7 @@ fn print_banner(args: &DemoArgs, e: &Endpoints, endpoints_path: &Path, lots: usi
         "  MQTT broker   {}  ({}; {mqtt_auth})\n",
         e.mqtt.url,
         if e.mqtt.embedded {
-            "embedded"
+            "embedded, MQTT 3.1.1 and 5"
         } else {
             "external"
         }
@@ -200,29 +316,45 @@ fn print_banner(args: &DemoArgs, e: &Endpoints, endpoints_path: &Path, lots: usi
             "external"
         }
     ));
+    out.push_str(&format!(
+        "  Bridge        MQTT → {} (PUBACK after Kafka's ack)\n",
+        e.kafka.topics.readings
+    ));
+    out.push_str(&format!(
+        "  HTTP ingest   POST {}parking/<lot>/<space>  (Authorization: Bearer {})\n",
+        e.http.ingest, e.http.token
+    ));
+    out.push_str(&format!("  Metrics       {}\n", e.http.metrics));
+    out.push_str(&format!(
+        "  Simulator     {}\n",
+        if args.no_simulate {
+            "off (--no-simulate)".to_owned()
+        } else {
+            format!("{DEMO_RATE} readings/s over MQTT")
+        }
+    ));
     out.push_str(&format!("  Lots          {lots} registered\n\n"));
     out.push_str("  Not built yet (accepted, but nothing runs for them):\n");
     for c in &e.not_built_yet {
         out.push_str(&format!("    - {c}\n"));
     }
-    let ignored: Vec<String> = [
+    let waiting: Vec<String> = [
         (!args.webhook.is_empty()).then(|| format!("--webhook {}", args.webhook.join(", "))),
         args.webhook_secret
             .as_ref()
             .map(|_| "--webhook-secret".to_owned()),
         Some(format!("--batch-every {}", args.batch_every)),
         Some(format!(
-            "--http-port {} --pg-port {} --flight-port {}",
-            args.http_port, args.pg_port, args.flight_port
+            "--pg-port {} --flight-port {}",
+            args.pg_port, args.flight_port
         )),
-        (!args.no_simulate).then(|| "simulator (use --no-simulate to silence)".to_owned()),
     ]
     .into_iter()
     .flatten()
     .collect();
     out.push_str(&format!(
         "    settings waiting for them: {}\n\n",
-        ignored.join("; ")
+        waiting.join("; ")
     ));
     if let Some((host, port)) = mqtt_host_port(&e.mqtt.url) {
         let creds = match (&e.mqtt.username, &e.mqtt.password) {
@@ -231,7 +363,11 @@ fn print_banner(args: &DemoArgs, e: &Endpoints, endpoints_path: &Path, lots: usi
         };
         out.push_str("Publish a reading:\n");
         out.push_str(&format!(
-            "  mosquitto_pub -h {host} -p {port}{creds} -t parking/central/S1 -m '{{\"occupied\":true}}'\n\n"
+            "  mosquitto_pub -h {host} -p {port}{creds} -q 1 -t parking/central/S1 -m '{{\"occupied\":true}}'\n"
+        ));
+        out.push_str(&format!(
+            "  curl -H 'Authorization: Bearer {}' -d '{{\"occupied\":true}}' {}parking/central/S1\n\n",
+            e.http.token, e.http.ingest
         ));
     }
     out.push_str(&format!(
@@ -247,14 +383,4 @@ fn mqtt_host_port(url: &str) -> Option<(String, u16)> {
         ..Default::default()
     };
     cfg.host_port()
-}
-
-async fn wait_for_shutdown() -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot listen for SIGTERM")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("cannot listen for Ctrl-C")?,
-        _ = term.recv() => {}
-    }
-    Ok(())
 }

@@ -1,6 +1,7 @@
 //! The `fjord` binary: parses the command line and hands each command to its crate.
 
 mod cli;
+mod commands;
 mod config_cmd;
 mod demo;
 
@@ -8,7 +9,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use cli::{Cli, Command, ConfigCommand};
-use fjord_core::config::Config;
 
 /// Exit status of a command whose component has not been built yet (sysexits' EX_UNAVAILABLE).
 const NOT_BUILT: u8 = 69;
@@ -25,25 +25,14 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config_path = cli.config.as_deref();
     match cli.command {
         Command::Config(ConfigCommand::Check { print }) => {
-            Ok(config_cmd::check(cli.config.as_deref(), print))
+            Ok(config_cmd::check(config_path, print))
         }
-        Command::Demo(args) => {
-            let config = match Config::load_from_env(cli.config.as_deref()) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprint!("{e}");
-                    return Ok(ExitCode::FAILURE);
-                }
-            };
-            fjord_core::telemetry::init_tracing(&config.log)?;
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(demo::run(args, config))?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Demo(args) => commands::demo(config_path, args),
+        Command::Bridge => commands::bridge(config_path),
+        Command::Simulate(args) => commands::simulate(config_path, args),
         other => {
             eprintln!(
                 "fjord {}: not built yet. This command arrives with its component; \

@@ -7,30 +7,49 @@
 use std::sync::Arc;
 
 use prometheus::{Encoder, Registry, TextEncoder};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::{Layered, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry as TracingRegistry, fmt};
 
 use crate::config::{LogConfig, LogFormat};
 use crate::{Error, Result};
 
 /// Directives added to the configured level: the embedded MQTT broker logs every connection at
-/// `info`, which would drown fjord's own lines.
-const QUIET_DEPENDENCIES: &str = "rumqttd=warn";
+/// `info`, and every ordinary disconnect as an error of its router, which would drown fjord's own
+/// lines. (Its warnings about dropped messages, target `rumqttd::segments`, stay visible.)
+const QUIET_DEPENDENCIES: &str = "rumqttd=warn,rumqttd::router::routing=off";
+
+/// An extra `tracing` layer installed with the log output (e.g. one that turns a dependency's log
+/// events into a metric). It sees the events the log filter lets through.
+pub type ExtraLayer = Box<dyn Layer<Layered<EnvFilter, TracingRegistry>> + Send + Sync + 'static>;
 
 /// Installs the global `tracing` subscriber. `RUST_LOG`, when set, overrides `cfg.level`.
 /// Calling it twice is an error (the first subscriber stays).
 pub fn init_tracing(cfg: &LogConfig) -> Result<()> {
+    init_tracing_with(cfg, Vec::new())
+}
+
+/// [`init_tracing`] with extra layers.
+pub fn init_tracing_with(cfg: &LogConfig, extra: Vec<ExtraLayer>) -> Result<()> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(env) if !env.is_empty() => EnvFilter::try_new(env),
         _ => EnvFilter::try_new(format!("{QUIET_DEPENDENCIES},{}", cfg.level)),
     }
     .map_err(|e| Error::Telemetry(format!("invalid log filter: {e}")))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+    let base = tracing_subscriber::registry().with(filter).with(extra);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let result = match cfg.format {
-        LogFormat::Human => builder.with_target(true).try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Human => base
+            .with(fmt::layer().with_ansi(ansi).with_writer(std::io::stderr))
+            .try_init(),
+        LogFormat::Json => base
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(std::io::stderr),
+            )
+            .try_init(),
     };
     result.map_err(|e| Error::Telemetry(format!("cannot install the log subscriber: {e}")))
 }

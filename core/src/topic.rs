@@ -169,6 +169,60 @@ impl fmt::Display for TopicPattern {
     }
 }
 
+/// Checks an MQTT topic filter (`a/+/b`, `a/#`): non-empty, `+` and `#` alone in their level, `#`
+/// last.
+pub fn valid_filter(filter: &str) -> Result<(), String> {
+    if filter.is_empty() {
+        return Err("a topic filter may not be empty".into());
+    }
+    let levels: Vec<&str> = filter.split('/').collect();
+    for (i, level) in levels.iter().enumerate() {
+        if level.contains(['+', '#']) && level.len() > 1 {
+            return Err(format!("{filter:?}: '+' and '#' must fill a whole level"));
+        }
+        if *level == "#" && i + 1 != levels.len() {
+            return Err(format!("{filter:?}: '#' may only be the last level"));
+        }
+    }
+    Ok(())
+}
+
+/// True when the MQTT `topic` matches `filter` (MQTT rules; wildcards in the first level do not
+/// match `$` topics).
+pub fn filter_matches(filter: &str, topic: &str) -> bool {
+    if topic.starts_with('$') && (filter.starts_with('+') || filter.starts_with('#')) {
+        return false;
+    }
+    let mut f = filter.split('/');
+    let mut t = topic.split('/');
+    loop {
+        match (f.next(), t.next()) {
+            (Some("#"), _) => return true,
+            (Some("+"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// True when every topic that `requested` matches is also matched by `allowed`: a user allowed
+/// `parking/A/#` may subscribe to `parking/A/+` but not to `parking/+/S1`.
+pub fn filter_covers(allowed: &str, requested: &str) -> bool {
+    let mut a = allowed.split('/');
+    let mut r = requested.split('/');
+    loop {
+        match (a.next(), r.next()) {
+            (Some("#"), _) => return true,
+            (Some(_), Some("#")) => return false,
+            (Some("+"), Some(_)) => {}
+            (Some(x), Some(y)) if x == y && y != "+" => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
 /// A Kafka key template such as `{lot_id}` or `{lot_id}/{space_id}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyTemplate {
@@ -261,6 +315,37 @@ mod tests {
         for bad in ["", "a/#/b", "a/b+c", "a/+x-y", "a/+id/+id"] {
             assert!(TopicPattern::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn filters_match_topics_like_mqtt() {
+        assert!(filter_matches("parking/A/#", "parking/A/S1"));
+        assert!(filter_matches("parking/A/#", "parking/A"));
+        assert!(filter_matches("parking/+/S1", "parking/B/S1"));
+        assert!(!filter_matches("parking/+/S1", "parking/B/S2"));
+        assert!(!filter_matches("parking/A/#", "parking/B/S1"));
+        assert!(!filter_matches("parking/+", "parking/A/S1"));
+        assert!(filter_matches("#", "anything/at/all"));
+        assert!(!filter_matches("#", "$SYS/x"));
+        assert!(filter_matches("presence/gw1", "presence/gw1"));
+        assert!(valid_filter("a/+/#").is_ok());
+        for bad in ["", "a/#/b", "a+/b", "a/b#"] {
+            assert!(valid_filter(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn covering_filters_for_subscribe_acls() {
+        assert!(filter_covers("#", "parking/+/S1"));
+        assert!(filter_covers("parking/A/#", "parking/A/+"));
+        assert!(filter_covers("parking/A/#", "parking/A/#"));
+        assert!(filter_covers("parking/A/#", "parking/A"));
+        assert!(filter_covers("parking/+/S1", "parking/A/S1"));
+        assert!(!filter_covers("parking/A/#", "parking/+/S1"));
+        assert!(!filter_covers("parking/A/#", "parking/#"));
+        assert!(!filter_covers("parking/A/+", "parking/A/#"));
+        assert!(!filter_covers("parking/A/S1", "parking/A/+"));
+        assert!(!filter_covers("parking/A", "parking/A/S1"));
     }
 
     #[test]

@@ -139,3 +139,26 @@ fn a_missing_binary_says_how_to_install_it() {
         "{err}"
     );
 }
+
+#[test]
+fn the_documented_mosquitto_settings_are_the_tested_ones() {
+    let conf = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docker/mosquitto.conf"
+    ))
+    .unwrap();
+    for line in fjord_core::testkit::MOSQUITTO_RECOMMENDED.lines() {
+        assert!(
+            conf.lines().any(|l| l.trim() == line),
+            "docker/mosquitto.conf lacks `{line}`"
+        );
+    }
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    for line in fjord_core::testkit::MOSQUITTO_RECOMMENDED.lines() {
+        assert!(
+            readme.contains(&format!("`{line}`")),
+            "README lacks `{line}`"
+        );
+    }
+}

@@ -6,9 +6,11 @@
 //! or the environment variable it came from. `fjord.example.toml` at the repository root documents
 //! every key and is checked by a test to load.
 
+mod ingest;
 mod load;
 mod sections;
 
+pub use ingest::{BridgeConfig, BrokerConfig, Credential, MqttProtocol};
 pub use load::{ConfigErrors, ConfigProblem};
 pub use sections::*;
 
@@ -37,6 +39,10 @@ pub struct Config {
     pub mapping: Vec<MappingRule>,
     /// How readings are decoded.
     pub readings: ReadingsConfig,
+    /// The MQTT/HTTP → Kafka bridge.
+    pub bridge: BridgeConfig,
+    /// The embedded MQTT broker (`fjord demo`).
+    pub broker: BrokerConfig,
     /// Event time, windows and processing guarantee of the stream processor.
     pub stream: StreamConfig,
     /// Where the lake lives.
@@ -45,6 +51,8 @@ pub struct Config {
     pub serve: ServeConfig,
     /// Credentials every interface checks.
     pub auth: AuthConfig,
+    /// Users of the embedded MQTT broker and of HTTP ingest, with what they may publish.
+    pub credentials: Vec<Credential>,
     /// The lots registry (SPEC §3.4), inline.
     pub lots: Vec<LotRecord>,
 }
@@ -59,10 +67,13 @@ impl Default for Config {
             mqtt: MqttConfig::default(),
             mapping: MappingRule::defaults(),
             readings: ReadingsConfig::default(),
+            bridge: BridgeConfig::default(),
+            broker: BrokerConfig::default(),
             stream: StreamConfig::default(),
             lake: LakeConfig::default(),
             serve: ServeConfig::default(),
             auth: AuthConfig::default(),
+            credentials: Vec::new(),
             lots: Vec::new(),
         }
     }
@@ -100,6 +111,17 @@ impl Config {
             rule.validate(&format!("mapping[{i}]"), &mut problems);
         }
         self.readings.validate(&mut problems);
+        self.bridge.validate(&mut problems);
+        self.broker.validate(&mut problems);
+        for (i, c) in self.credentials.iter().enumerate() {
+            c.validate(&format!("credentials[{i}]"), &mut problems);
+            if self.credentials[..i].iter().any(|o| o.user == c.user) {
+                problems.push((
+                    format!("credentials[{i}].user"),
+                    format!("user {:?} is listed twice", c.user),
+                ));
+            }
+        }
         self.stream.validate(&mut problems);
         self.lake.validate(&mut problems);
         self.serve.validate(&mut problems);
@@ -118,6 +140,18 @@ impl Config {
             records.extend(LotsRegistry::read_csv_file(file)?);
         }
         LotsRegistry::new(records)
+    }
+
+    /// `[[credentials]]` plus, when `auth.token` is set, user `fjord` with that token as password and
+    /// every right.
+    pub fn all_credentials(&self) -> Vec<Credential> {
+        let mut all = self.credentials.clone();
+        if let Some(token) = &self.auth.token
+            && !all.iter().any(|c| c.user == "fjord")
+        {
+            all.push(Credential::admin("fjord", token));
+        }
+        all
     }
 
     /// The lake URL: `lake.url`, or `file://<data_dir>/lake`.

@@ -3,16 +3,19 @@
 //! * [`Tansu`] — a Kafka-protocol broker (`tansu`, in-memory storage).
 //! * [`Mosquitto`] — an MQTT broker.
 //! * [`unique_name`], [`temp_dir`], [`free_port`] — isolation helpers, so tests run in parallel.
+//! * [`kafka::collect`] reads a topic back; [`mqtt::publish_all`] publishes and awaits the PUBACKs.
 //!
 //! A missing server binary is reported with the command that installs it. Binaries are looked up in
 //! `FJORD_<NAME>` (a path), then `~/.cache/fjord-ci/tools/bin` (where `.ci/run` installs them), then
 //! `PATH` and `/usr/sbin`. Enabled by the `testkit` feature.
 
+pub mod kafka;
 mod mosquitto;
+pub mod mqtt;
 mod process;
 mod tansu;
 
-pub use mosquitto::Mosquitto;
+pub use mosquitto::{Mosquitto, RECOMMENDED_CONFIG as MOSQUITTO_RECOMMENDED};
 pub use process::{ServerProcess, find_binary, free_port, wait_until};
 pub use tansu::Tansu;
 

@@ -7,6 +7,15 @@ use std::time::Duration;
 use super::process::{ServerProcess, find_binary, free_port, port_open, wait_until};
 use crate::{Error, Result};
 
+/// The settings the README recommends for a mosquitto that feeds fjord: unlimited queues for
+/// persistent sessions (the default 1000 messages silently drops the rest while the bridge is away)
+/// and no cap on in-flight messages (the bridge's MQTT 5 receive-maximum decides).
+pub const RECOMMENDED_CONFIG: &str = "max_queued_messages 0
+max_queued_bytes 0
+max_inflight_messages 0
+set_tcp_nodelay true
+";
+
 const INSTALL: &str = "apt-get install -y mosquitto (or bash scripts/test-deps.sh)";
 
 /// A running mosquitto, stopped when dropped.
@@ -21,6 +30,11 @@ impl Mosquitto {
     /// Starts mosquitto with anonymous access on a free loopback port.
     pub fn start() -> Result<Self> {
         Self::start_with("")
+    }
+
+    /// Starts mosquitto with [`RECOMMENDED_CONFIG`].
+    pub fn start_recommended() -> Result<Self> {
+        Self::start_with(RECOMMENDED_CONFIG)
     }
 
     /// Starts mosquitto with extra lines appended to its config (e.g. `max_queued_messages 0`).

@@ -1,0 +1,230 @@
+//! The embedded broker's front: every client connection passes through here on its way to rumqttd.
+//!
+//! rumqttd authenticates but has no access control, and serves MQTT 3.1.1 and 5 on separate
+//! listeners. The front reads each client's CONNECT, authenticates it against `[[credentials]]`,
+//! checks its will topic, and connects it to the matching rumqttd listener with an internal
+//! credential nobody else knows. From then on it relays packets both ways and checks every PUBLISH
+//! and SUBSCRIBE of the client against its rights: a refused PUBLISH is answered by the front
+//! (MQTT 5: reason "not authorized"; 3.1.1: acknowledged and dropped, as mosquitto does), a refused
+//! SUBSCRIBE gets a failure SUBACK. Every refusal is logged and counted.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use prometheus::IntCounterVec;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::acl::Acl;
+use crate::wire::{self as packet, Frame, kind};
+
+/// What the front needs for every connection.
+pub struct Front {
+    /// Credentials and rights.
+    pub acl: Acl,
+    /// rumqttd's MQTT 3.1.1 listener.
+    pub v4_backend: SocketAddr,
+    /// rumqttd's MQTT 5 listener.
+    pub v5_backend: SocketAddr,
+    /// The credential the front uses towards rumqttd.
+    pub internal_user: String,
+    /// Its password.
+    pub internal_password: String,
+    /// Largest packet body accepted from a client.
+    pub max_packet_bytes: usize,
+    /// Time allowed for the CONNECT.
+    pub connect_timeout: Duration,
+    /// Refusals, by `what` (auth, publish, subscribe, will).
+    pub refused: IntCounterVec,
+}
+
+async fn read_frame(
+    r: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+    max: usize,
+) -> std::io::Result<Option<Frame>> {
+    loop {
+        match packet::split_frame(buf, max) {
+            Ok(Some(f)) => return Ok(Some(f)),
+            Ok(None) => {}
+            Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+        }
+        if r.read_buf(buf).await? == 0 {
+            return Ok(None);
+        }
+    }
+}
+
+/// Serves one client connection until either side closes.
+pub async fn serve_client(front: Arc<Front>, client: TcpStream, peer: SocketAddr) {
+    if let Err(e) = relay(&front, client, peer).await {
+        debug!(%peer, error = %e, "MQTT client connection ended");
+    }
+}
+
+async fn relay(front: &Front, client: TcpStream, peer: SocketAddr) -> std::io::Result<()> {
+    let _ = client.set_nodelay(true);
+    let (mut client_rx, mut client_tx) = client.into_split();
+    let mut cbuf = BytesMut::with_capacity(8 * 1024);
+    let first = tokio::time::timeout(
+        front.connect_timeout,
+        read_frame(&mut client_rx, &mut cbuf, front.max_packet_bytes),
+    )
+    .await
+    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no CONNECT in time"))??;
+    let Some(first) = first.filter(|f| f.kind() == kind::CONNECT) else {
+        return Ok(());
+    };
+    let mut connect = packet::parse_connect(&first.body)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    if !matches!(connect.level, 3..=5) {
+        client_tx.write_all(&packet::connack_bad_protocol()).await?;
+        return Ok(());
+    }
+    let v5 = connect.is_v5();
+    let user_name = connect.username.clone().unwrap_or_default();
+    let password = connect.password.clone().unwrap_or_default();
+    let Some(user) = front.acl.authenticate(&user_name, &password) else {
+        front.refused.with_label_values(&["auth"]).inc();
+        info!(%peer, user = %user_name, client_id = %connect.client_id, "MQTT connection refused: wrong user name or password");
+        client_tx
+            .write_all(&packet::connack_refused(v5, true))
+            .await?;
+        return Ok(());
+    };
+    if let Some(will) = &connect.will
+        && !user.may_publish(&will.topic)
+    {
+        front.refused.with_label_values(&["will"]).inc();
+        warn!(%peer, user = %user_name, topic = %will.topic, "MQTT connection refused: the will topic is not allowed");
+        client_tx
+            .write_all(&packet::connack_refused(v5, false))
+            .await?;
+        return Ok(());
+    }
+    connect.username = Some(front.internal_user.clone());
+    connect.password = Some(Bytes::from(front.internal_password.clone()));
+    let backend_addr = if v5 {
+        front.v5_backend
+    } else {
+        front.v4_backend
+    };
+    let backend = TcpStream::connect(backend_addr).await?;
+    let _ = backend.set_nodelay(true);
+    let (mut broker_rx, mut broker_tx) = backend.into_split();
+    broker_tx
+        .write_all(&packet::encode_connect(&connect))
+        .await?;
+
+    // One writer towards the client, fed by the broker side and by the front's own answers.
+    let (to_client, mut client_queue) = mpsc::channel::<Bytes>(1024);
+    let writer = tokio::spawn(async move {
+        while let Some(bytes) = client_queue.recv().await {
+            if client_tx.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+        let _ = client_tx.shutdown().await;
+    });
+    let mut from_broker = {
+        let to_client = to_client.clone();
+        tokio::spawn(async move {
+            let mut buf = BytesMut::with_capacity(64 * 1024);
+            loop {
+                match broker_rx.read_buf(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        // relay whatever arrived as is: the broker's packets need no checks
+                        if to_client.send(buf.split().freeze()).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        })
+    };
+
+    let user_rights = user;
+    let mut aliases: HashMap<u16, String> = HashMap::new();
+    let mut refused_qos2: HashSet<u16> = HashSet::new();
+    let client_side = async {
+        let r = async {
+        while let Some(frame) = read_frame(&mut client_rx, &mut cbuf, front.max_packet_bytes).await? {
+            match frame.kind() {
+                kind::PUBLISH => {
+                    let info = packet::parse_publish(frame.first, &frame.body, v5)
+                        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+                    let topic = match (info.topic.is_empty(), info.alias) {
+                        (false, Some(a)) => {
+                            aliases.insert(a, info.topic.clone());
+                            info.topic.clone()
+                        }
+                        (true, Some(a)) => aliases.get(&a).cloned().unwrap_or_default(),
+                        _ => info.topic.clone(),
+                    };
+                    if user_rights.may_publish(&topic) {
+                        broker_tx.write_all(&frame.encode()).await?;
+                    } else {
+                        front.refused.with_label_values(&["publish"]).inc();
+                        warn!(%peer, user = %user_rights.name(), %topic, "MQTT publish refused: not allowed for this user");
+                        if info.qos > 0 {
+                            if info.qos == 2 && !v5 {
+                                refused_qos2.insert(info.pkid);
+                            }
+                            let _ = to_client.send(packet::publish_refused(info.qos, info.pkid, v5)).await;
+                        }
+                    }
+                }
+                kind::PUBREL => {
+                    let pkid = packet::parse_pkid(&frame.body).unwrap_or(0);
+                    if refused_qos2.remove(&pkid) {
+                        let _ = to_client.send(packet::pubcomp(pkid)).await;
+                    } else {
+                        broker_tx.write_all(&frame.encode()).await?;
+                    }
+                }
+                kind::SUBSCRIBE => {
+                    let (pkid, filters) = packet::parse_subscribe(&frame.body, v5)
+                        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+                    if filters.iter().all(|f| user_rights.may_subscribe(f)) {
+                        broker_tx.write_all(&frame.encode()).await?;
+                    } else {
+                        front.refused.with_label_values(&["subscribe"]).inc();
+                        warn!(%peer, user = %user_rights.name(), ?filters, "MQTT subscribe refused: not allowed for this user");
+                        let _ = to_client.send(packet::suback_refused(pkid, filters.len(), v5)).await;
+                    }
+                }
+                kind::DISCONNECT => {
+                    broker_tx.write_all(&frame.encode()).await?;
+                    break;
+                }
+                _ => broker_tx.write_all(&frame.encode()).await?,
+            }
+        }
+        Ok::<(), std::io::Error>(())
+        }
+        .await;
+        // the client is done: close towards the broker (which publishes the will if the client
+        // did not say DISCONNECT)
+        let _ = broker_tx.shutdown().await;
+        r
+    };
+    let result = tokio::select! {
+        r = client_side => {
+            // let the broker's last packets through
+            let _ = tokio::time::timeout(Duration::from_secs(2), &mut from_broker).await;
+            r
+        }
+        _ = &mut from_broker => Ok(()), // the broker closed the connection
+    };
+    from_broker.abort();
+    drop(to_client);
+    let _ = writer.await;
+    result
+}

@@ -1,0 +1,240 @@
+//! `fjord simulate`: a device simulator and load generator over MQTT.
+//!
+//! One MQTT connection per lot acts as the lot's gateway: its last will is `offline` on
+//! `presence/gw-<lot>` and it publishes `online` (retained) when connected. Readings of the
+//! [`model::Fleet`] go out at a target rate (or as fast as the broker acknowledges them) with QoS 1.
+//! At the end a summary says what was sent and acknowledged.
+
+pub mod model;
+
+use std::time::{Duration, Instant};
+
+use fjord_core::config::MqttConfig;
+use fjord_core::time::now_ms;
+use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use self::model::{Faults, Fleet, Kind, SimLot};
+use crate::{Error, Result};
+
+/// What to simulate.
+#[derive(Debug, Clone)]
+pub struct SimulateOptions {
+    /// Broker URL and credentials.
+    pub mqtt: MqttConfig,
+    /// The lots.
+    pub lots: Vec<SimLot>,
+    /// Messages per second; `None`: as fast as the broker acknowledges.
+    pub rate: Option<f64>,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+    /// Stop after this many readings.
+    pub count: Option<u64>,
+    /// Random seed.
+    pub seed: u64,
+    /// Fault rates.
+    pub faults: Faults,
+    /// Unacknowledged messages per connection.
+    pub inflight: u16,
+}
+
+/// What was sent.
+#[derive(Debug, Default, Clone, Serialize, PartialEq)]
+pub struct SimSummary {
+    /// Messages published (readings and faults, not presence).
+    pub sent: u64,
+    /// Of those, acknowledged by the broker (PUBACK).
+    pub acked: u64,
+    /// State changes.
+    pub transitions: u64,
+    /// Repeated states.
+    pub heartbeats: u64,
+    /// Duplicate readings.
+    pub duplicates: u64,
+    /// Out-of-order readings.
+    pub out_of_order: u64,
+    /// Late readings.
+    pub late: u64,
+    /// Garbage payloads.
+    pub garbage: u64,
+    /// Presence messages (`online`).
+    pub presence: u64,
+    /// Seconds from the first to the last acknowledgement.
+    pub seconds: f64,
+    /// Acknowledged messages per second.
+    pub acked_per_second: f64,
+}
+
+impl std::fmt::Display for SimSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "sent {} messages ({} acknowledged) in {:.1} s = {:.0} msg/s: {} transitions, {} heartbeats, \
+             {} duplicates, {} out of order, {} late, {} garbage; {} presence",
+            self.sent,
+            self.acked,
+            self.seconds,
+            self.acked_per_second,
+            self.transitions,
+            self.heartbeats,
+            self.duplicates,
+            self.out_of_order,
+            self.late,
+            self.garbage,
+            self.presence
+        )
+    }
+}
+
+struct Gateway {
+    client: AsyncClient,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Runs the simulator until its duration or count is reached or `shutdown` turns true.
+pub async fn run(opts: SimulateOptions, mut shutdown: watch::Receiver<bool>) -> Result<SimSummary> {
+    let (host, port) = opts.mqtt.host_port().ok_or_else(|| {
+        Error::Config(format!(
+            "mqtt.url {:?} is not mqtt://host:port",
+            opts.mqtt.url
+        ))
+    })?;
+    if opts.lots.is_empty() {
+        return Err(Error::Config("the simulator needs at least one lot".into()));
+    }
+    let (acks_tx, mut acks) = mpsc::unbounded_channel::<()>();
+    let mut gateways = Vec::new();
+    let mut summary = SimSummary::default();
+    for lot in &opts.lots {
+        let gateway_id = format!("gw-{}", lot.lot_id);
+        let presence = format!("presence/{gateway_id}");
+        let mut o = MqttOptions::new(
+            format!("fjord-sim-{gateway_id}-{:x}", opts.seed),
+            host.clone(),
+            port,
+        );
+        o.set_keep_alive(Duration::from_secs(30))
+            .set_inflight(opts.inflight)
+            .set_request_channel_capacity(usize::from(opts.inflight) * 2)
+            .set_last_will(LastWill::new(&presence, "offline", QoS::AtLeastOnce, true));
+        if let Some(user) = &opts.mqtt.username {
+            o.set_credentials(user, opts.mqtt.password.clone().unwrap_or_default());
+        }
+        let (client, mut events) = AsyncClient::new(o, usize::from(opts.inflight) * 2);
+        let acks_tx = acks_tx.clone();
+        let id = gateway_id.clone();
+        let task = tokio::spawn(async move {
+            let mut failures = 0u32;
+            loop {
+                match events.poll().await {
+                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        let _ = acks_tx.send(());
+                    }
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => failures = 0,
+                    Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
+                    Ok(_) => {}
+                    Err(e) => {
+                        failures += 1;
+                        if failures == 1 || failures.is_multiple_of(10) {
+                            warn!(gateway = %id, error = %e, "simulator connection lost; reconnecting");
+                        }
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        });
+        client
+            .publish(&presence, QoS::AtLeastOnce, true, "online")
+            .await
+            .map_err(|e| Error::Mqtt(e.to_string()))?;
+        summary.presence += 1;
+        gateways.push(Gateway { client, task });
+    }
+    drop(acks_tx);
+
+    let mut fleet = Fleet::new(opts.lots.clone(), opts.faults, opts.seed, now_ms());
+    let start = Instant::now();
+    let deadline = opts.duration.map(|d| start + d);
+    let mut last_ack = start;
+    let mut acked_total = 0u64;
+    let tick = Duration::from_millis(10);
+    let mut next_tick = tokio::time::Instant::now();
+    let mut budget = 0.0f64;
+    info!(lots = opts.lots.len(), rate = ?opts.rate, "simulator running");
+    'outer: loop {
+        if *shutdown.borrow() || deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        if opts.count.is_some_and(|c| summary.sent >= c) {
+            break;
+        }
+        let batch = match opts.rate {
+            Some(rate) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next_tick) => {}
+                    _ = shutdown.changed() => break 'outer,
+                }
+                next_tick += tick;
+                budget += rate * tick.as_secs_f64();
+                let n = budget.floor();
+                budget -= n;
+                n as u64
+            }
+            None => 256,
+        };
+        for _ in 0..batch {
+            if opts.count.is_some_and(|c| summary.sent >= c) {
+                break;
+            }
+            let Some(m) = fleet.next(now_ms()) else {
+                break 'outer;
+            };
+            // `publish` waits while the connection's request queue is full: that is the
+            // backpressure of `--rate max`.
+            gateways[m.lot]
+                .client
+                .publish(&m.topic, QoS::AtLeastOnce, false, m.payload)
+                .await
+                .map_err(|e| Error::Mqtt(e.to_string()))?;
+            summary.sent += 1;
+            match m.kind {
+                Kind::Transition => summary.transitions += 1,
+                Kind::Heartbeat => summary.heartbeats += 1,
+                Kind::Duplicate => summary.duplicates += 1,
+                Kind::OutOfOrder => summary.out_of_order += 1,
+                Kind::Late => summary.late += 1,
+                Kind::Garbage => summary.garbage += 1,
+            }
+        }
+        while acks.try_recv().is_ok() {
+            acked_total += 1;
+            last_ack = Instant::now();
+        }
+    }
+    // wait (bounded) for the remaining acknowledgements
+    let expected = summary.sent + summary.presence;
+    let wait_until = tokio::time::Instant::now() + Duration::from_secs(30);
+    while acked_total < expected {
+        match tokio::time::timeout_at(wait_until, acks.recv()).await {
+            Ok(Some(())) => {
+                acked_total += 1;
+                last_ack = Instant::now();
+            }
+            _ => break,
+        }
+    }
+    for g in &gateways {
+        let _ = g.client.disconnect().await;
+    }
+    for g in gateways {
+        let _ = tokio::time::timeout(Duration::from_secs(5), g.task).await;
+    }
+    summary.acked = acked_total.saturating_sub(summary.presence);
+    summary.seconds = last_ack.duration_since(start).as_secs_f64();
+    if summary.seconds > 0.0 {
+        summary.acked_per_second = summary.acked as f64 / summary.seconds;
+    }
+    Ok(summary)
+}

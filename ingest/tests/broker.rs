@@ -1,0 +1,244 @@
+//! The embedded MQTT broker: authentication, the per-lot ACL, both protocol versions on one port,
+//! and the queue that holds messages for a bridge that is down.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::{RunningBridge, await_flowing, config, n_of, readings};
+use fjord_core::config::{BrokerConfig, Credential, MqttProtocol};
+use fjord_core::telemetry::Metrics;
+use fjord_core::testkit::{Tansu, free_port, kafka, mqtt, unique_name};
+use fjord_core::time::now_ms;
+use fjord_ingest::acl::Acl;
+use fjord_ingest::broker::EmbeddedBroker;
+use rumqttc::{AsyncClient, ConnectReturnCode, Event, LastWill, MqttOptions, Packet, QoS};
+
+const ADMIN: (&str, &str) = ("fjord", "admin-secret-1");
+const DEVICE_A: (&str, &str) = ("gw-a", "device-a-secret");
+
+fn credentials() -> Vec<Credential> {
+    vec![
+        Credential::admin(ADMIN.0, ADMIN.1),
+        Credential {
+            user: DEVICE_A.0.into(),
+            password: DEVICE_A.1.into(),
+            publish: vec!["parking/A/#".into(), "presence/gw-a".into()],
+            subscribe: vec![],
+        },
+    ]
+}
+
+async fn start(metrics: &Metrics) -> EmbeddedBroker {
+    let listen = ([127, 0, 0, 1], free_port()).into();
+    EmbeddedBroker::start(
+        listen,
+        &BrokerConfig::default(),
+        Acl::new(credentials()),
+        metrics,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn options(port: u16, (user, password): (&str, &str)) -> MqttOptions {
+    let mut o = MqttOptions::new(unique_name("c"), "127.0.0.1", port);
+    o.set_credentials(user, password)
+        .set_keep_alive(Duration::from_secs(10));
+    o
+}
+
+/// Polls until the CONNACK; returns its code (or `None` when the connection failed first).
+async fn connack(events: &mut rumqttc::EventLoop) -> Option<ConnectReturnCode> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::ConnAck(a)))) => return Some(a.code),
+            Ok(Ok(_)) => {}
+            Ok(Err(rumqttc::ConnectionError::ConnectionRefused(code))) => return Some(code),
+            _ => return None,
+        }
+    }
+}
+
+fn refused(metrics: &Metrics, what: &str) -> u64 {
+    let text = metrics.encode();
+    text.lines()
+        .find(|l| {
+            l.starts_with(&format!(
+                "fjord_mqtt_broker_refused_total{{what=\"{what}\"}}"
+            ))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_of_lot_a_may_publish_only_under_lot_a() {
+    let metrics = Metrics::new();
+    let broker = start(&metrics).await;
+    let port = broker.addr().port();
+
+    // an observer that sees everything
+    let (observer, mut observed) = AsyncClient::new(options(port, ADMIN), 100);
+    assert_eq!(
+        connack(&mut observed).await,
+        Some(ConnectReturnCode::Success)
+    );
+    observer
+        .subscribe("parking/#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    loop {
+        if let Ok(Event::Incoming(Packet::SubAck(_))) = observed.poll().await {
+            break;
+        }
+    }
+
+    // device A over MQTT 3.1.1: its lot goes through, lot B is acknowledged and dropped
+    let (device, mut events) = AsyncClient::new(options(port, DEVICE_A), 100);
+    assert_eq!(connack(&mut events).await, Some(ConnectReturnCode::Success));
+    device
+        .publish("parking/B/S1", QoS::AtLeastOnce, false, "b")
+        .await
+        .unwrap();
+    device
+        .publish("parking/A/S1", QoS::AtLeastOnce, false, "a")
+        .await
+        .unwrap();
+    let mut acks = 0;
+    while acks < 2 {
+        if let Ok(Event::Incoming(Packet::PubAck(_))) = events.poll().await {
+            acks += 1;
+        }
+    }
+    // a device may not subscribe to anything
+    device
+        .subscribe("parking/#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let suback = loop {
+        if let Ok(Event::Incoming(Packet::SubAck(s))) = events.poll().await {
+            break s;
+        }
+    };
+    assert_eq!(
+        suback.return_codes,
+        vec![rumqttc::SubscribeReasonCode::Failure]
+    );
+
+    let first = loop {
+        match tokio::time::timeout(Duration::from_secs(10), observed.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::Publish(p)))) => break p,
+            Ok(Ok(_)) => {}
+            other => panic!("observer: {other:?}"),
+        }
+    };
+    assert_eq!(
+        first.topic, "parking/A/S1",
+        "the refused publish never reached subscribers"
+    );
+
+    // device A over MQTT 5: the refusal comes back as reason code 0x87
+    let mut o5 = rumqttc::v5::MqttOptions::new(unique_name("v5"), "127.0.0.1", port);
+    o5.set_credentials(DEVICE_A.0, DEVICE_A.1);
+    let (d5, mut e5) = rumqttc::v5::AsyncClient::new(o5, 10);
+    d5.publish(
+        "parking/B/S2",
+        rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+        false,
+        "b",
+    )
+    .await
+    .unwrap();
+    let puback = loop {
+        match tokio::time::timeout(Duration::from_secs(10), e5.poll()).await {
+            Ok(Ok(rumqttc::v5::Event::Incoming(rumqttc::v5::mqttbytes::v5::Packet::PubAck(a)))) => {
+                break a;
+            }
+            Ok(Ok(_)) => {}
+            other => panic!("v5 device: {other:?}"),
+        }
+    };
+    assert_eq!(
+        puback.reason,
+        rumqttc::v5::mqttbytes::v5::PubAckReason::NotAuthorized
+    );
+
+    // wrong password, and a will on someone else's topic, are refused at CONNECT
+    let (_c, mut bad) = AsyncClient::new(options(port, ("gw-a", "wrong-password")), 10);
+    assert_eq!(
+        connack(&mut bad).await,
+        Some(ConnectReturnCode::BadUserNamePassword)
+    );
+    let mut o = options(port, DEVICE_A);
+    o.set_last_will(LastWill::new(
+        "presence/gw-b",
+        "offline",
+        QoS::AtLeastOnce,
+        true,
+    ));
+    let (_c, mut will) = AsyncClient::new(o, 10);
+    assert_eq!(
+        connack(&mut will).await,
+        Some(ConnectReturnCode::NotAuthorized)
+    );
+
+    assert_eq!(refused(&metrics, "publish"), 2);
+    assert_eq!(refused(&metrics, "subscribe"), 1);
+    assert_eq!(refused(&metrics, "auth"), 1);
+    assert_eq!(refused(&metrics, "will"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_broker_queues_for_a_stopped_bridge_over_both_protocols() {
+    let metrics = Metrics::new();
+    let broker = start(&metrics).await;
+    let port = broker.addr().port();
+    let tansu = Tansu::start().unwrap_or_else(|e| panic!("{e}"));
+    for protocol in [MqttProtocol::V5, MqttProtocol::V311] {
+        let mut cfg = config(port, tansu.kafka_config(), protocol);
+        cfg.mqtt.username = Some(ADMIN.0.into());
+        cfg.mqtt.password = Some(ADMIN.1.into());
+        let bridge = RunningBridge::start(&cfg).await;
+        await_flowing(&cfg, port, Some(ADMIN)).await;
+        bridge.stop().await;
+
+        // the acceptance figure for the embedded broker is 200,000; MQTT 3.1.1 runs a smaller round
+        let total = if protocol == MqttProtocol::V5 {
+            200_000
+        } else {
+            50_000
+        };
+        let msgs = readings(0, total, 5, now_ms() - 3_600_000);
+        mqtt::publish_all(
+            port,
+            Some(ADMIN),
+            &unique_name("pub"),
+            msgs,
+            Duration::from_secs(300),
+        )
+        .await;
+        let bridge = RunningBridge::start(&cfg).await;
+        let mut seen = HashSet::new();
+        kafka::collect(
+            &cfg.kafka,
+            &cfg.kafka.topic("readings"),
+            Duration::from_secs(300),
+            |r| {
+                if let Some(last) = r.last() {
+                    seen.insert(n_of(&last.payload));
+                }
+                seen.len() >= total
+            },
+        )
+        .await;
+        assert_eq!(
+            seen.len(),
+            total,
+            "{protocol:?}: every queued message arrives"
+        );
+        bridge.stop().await;
+    }
+}

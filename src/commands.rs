@@ -1,0 +1,188 @@
+//! The long-running commands: load the config, set up logs and metrics, run the component on a
+//! tokio runtime until Ctrl-C or SIGTERM, and print its summary.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use fjord_core::config::Config;
+use fjord_core::telemetry::{self, Metrics};
+use fjord_ingest::acl::Acl;
+use fjord_ingest::http::HttpIngest;
+use fjord_ingest::metrics::IngestMetrics;
+use fjord_ingest::simulate::model::{Faults, SimLot};
+use fjord_ingest::simulate::{self, SimulateOptions};
+use tokio::sync::watch;
+
+use crate::cli::{DemoArgs, SimulateArgs};
+
+/// Loads the config (file + environment); prints every problem and returns `None` when invalid.
+fn load(path: Option<&Path>) -> Option<Config> {
+    match Config::load_from_env(path) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            eprint!("{e}");
+            None
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// A watch that turns true on Ctrl-C or SIGTERM.
+pub fn shutdown_signal() -> anyhow::Result<watch::Receiver<bool>> {
+    let (tx, rx) = watch::channel(false);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutdown requested");
+        let _ = tx.send(true);
+    });
+    Ok(rx)
+}
+
+/// `fjord demo`
+pub fn demo(path: Option<&Path>, args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let Some(config) = load(path) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let metrics = Metrics::new();
+    let drops = fjord_ingest::broker::DropCounter::new(&metrics)?;
+    telemetry::init_tracing_with(&config.log, vec![Box::new(drops)])?;
+    runtime()?.block_on(crate::demo::run(args, config, metrics))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `fjord bridge`
+pub fn bridge(path: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let Some(config) = load(path) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    telemetry::init_tracing(&config.log)?;
+    runtime()?.block_on(async {
+        let metrics = Metrics::new();
+        let ingest = IngestMetrics::new(&metrics)?;
+        let shutdown = shutdown_signal()?;
+        fjord_ingest::bridge::ensure_topics(&config).await;
+        if let Some(listen) = config.bridge.http_listen {
+            let http = HttpIngest::new(
+                &config,
+                Acl::new(config.all_credentials()),
+                ingest.clone(),
+                metrics.clone(),
+            )?;
+            let router = http.router();
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                if let Err(e) = fjord_ingest::http::serve(router, listen, stop).await {
+                    tracing::error!(error = %e, "HTTP ingest stopped");
+                }
+            });
+            tracing::info!(%listen, "HTTP ingest and /metrics listening");
+        }
+        let summary = fjord_ingest::bridge::run(&config, ingest, shutdown).await?;
+        println!(
+            "bridge stopped: {} received, {} forwarded, {} dead-lettered, {} acknowledged, {} redelivered",
+            summary.received, summary.forwarded, summary.dead_lettered, summary.acked, summary.redelivered
+        );
+        Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
+    })
+}
+
+/// The lots to simulate: `--lots`/`--spaces`, else the registry, else 3 lots of 40 spaces.
+pub fn sim_lots(
+    config: &Config,
+    lots: Option<u32>,
+    spaces: Option<u32>,
+) -> anyhow::Result<Vec<SimLot>> {
+    let registry = config.lots_registry()?;
+    if lots.is_none() && !registry.is_empty() {
+        return Ok(registry
+            .iter()
+            .map(|l| SimLot {
+                lot_id: l.lot_id.clone(),
+                spaces: spaces.unwrap_or(l.capacity),
+            })
+            .collect());
+    }
+    Ok((1..=lots.unwrap_or(3))
+        .map(|i| SimLot {
+            lot_id: format!("lot-{i}"),
+            spaces: spaces.unwrap_or(40),
+        })
+        .collect())
+}
+
+/// `fjord simulate`
+pub fn simulate(path: Option<&Path>, args: SimulateArgs) -> anyhow::Result<ExitCode> {
+    let Some(mut config) = load(path) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    telemetry::init_tracing(&config.log)?;
+    if let Some(url) = args.mqtt {
+        config.mqtt.url = url;
+    }
+    if args.username.is_some() {
+        config.mqtt.username = args.username;
+    }
+    if args.password.is_some() {
+        config.mqtt.password = args.password;
+    }
+    let rate = match args.rate.as_str() {
+        "max" => None,
+        r => Some(
+            r.parse::<f64>()
+                .ok()
+                .filter(|r| *r > 0.0)
+                .with_context(|| format!("--rate must be a positive number or `max`, got {r:?}"))?,
+        ),
+    };
+    for (name, p) in [
+        ("--duplicates", args.duplicates),
+        ("--out-of-order", args.out_of_order),
+        ("--late", args.late),
+        ("--garbage", args.garbage),
+        ("--silent", args.silent),
+        ("--low-battery", args.low_battery),
+    ] {
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&p),
+            "{name} must be between 0 and 1, got {p}"
+        );
+    }
+    let opts = SimulateOptions {
+        lots: sim_lots(&config, args.lots, args.spaces)?,
+        mqtt: config.mqtt.clone(),
+        rate,
+        duration: args.duration.map(Into::into),
+        count: args.count,
+        seed: args.seed,
+        faults: Faults {
+            duplicate: args.duplicates,
+            out_of_order: args.out_of_order,
+            late: args.late,
+            garbage: args.garbage,
+            silent: args.silent,
+            low_battery: args.low_battery,
+        },
+        inflight: args.inflight,
+    };
+    let summary = runtime()?.block_on(async {
+        let shutdown = shutdown_signal()?;
+        Ok::<_, anyhow::Error>(simulate::run(opts, shutdown).await?)
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        println!("{summary}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
