@@ -97,6 +97,52 @@ pub fn bridge(path: Option<&Path>) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// `fjord stream`
+pub fn stream(path: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let Some(config) = load(path) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    telemetry::init_tracing(&config.log)?;
+    runtime()?.block_on(async {
+        let metrics = Metrics::new();
+        let stream_metrics = fjord_stream::metrics::StreamMetrics::new(&metrics)?;
+        let shutdown = shutdown_signal()?;
+        if let Some(listen) = config.stream.metrics_listen {
+            let addr = telemetry::serve_metrics(listen, metrics.clone(), shutdown.clone()).await?;
+            tracing::info!(%addr, "metrics at /metrics");
+        }
+        if let Err(e) = fjord_stream::runtime::ensure_topics(&config).await {
+            tracing::warn!(error = %e, "could not create the stream topics; they must exist");
+        }
+        let summary = run_stream(config, stream_metrics, shutdown, Default::default()).await?;
+        println!(
+            "stream stopped: {} records, {} windows, {} late, {} duplicates, {} dead-lettered, {} commits",
+            summary.records, summary.windows, summary.late, summary.duplicates, summary.dead, summary.commits
+        );
+        Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
+    })
+}
+
+/// Runs the stream processor on a blocking thread until `shutdown` turns true.
+pub async fn run_stream(
+    config: Config,
+    metrics: fjord_stream::metrics::StreamMetrics,
+    mut shutdown: watch::Receiver<bool>,
+    options: fjord_stream::runtime::RunOptions,
+) -> anyhow::Result<fjord_stream::runtime::Summary> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    tokio::spawn(async move {
+        let _ = shutdown.wait_for(|s| *s).await;
+        flag.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let summary = tokio::task::spawn_blocking(move || {
+        fjord_stream::runtime::run(&config, metrics, stop, options)
+    })
+    .await??;
+    Ok(summary)
+}
+
 /// The lots to simulate: `--lots`/`--spaces`, else the registry, else 3 lots of 40 spaces.
 pub fn sim_lots(
     config: &Config,

@@ -32,6 +32,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Demo(args) => commands::demo(config_path, args),
         Command::Bridge => commands::bridge(config_path),
+        Command::Stream => commands::stream(config_path),
         Command::Simulate(args) => commands::simulate(config_path, args),
         other => {
             eprintln!(

@@ -70,8 +70,7 @@ fn help_lists_every_command_of_the_spec() {
 #[test]
 fn commands_not_built_yet_say_so_and_fail() {
     for args in [
-        &["stream"][..],
-        &["batch", "run"],
+        &["batch", "run"][..],
         &["batch", "import", "x.jsonl"],
         &["serve"],
         &["sql", "SELECT 1"],
@@ -239,20 +238,21 @@ async fn demo_runs_embedded_brokers_and_stops_cleanly() {
         .set("bootstrap.servers", &bootstrap)
         .create()
         .unwrap();
-    let stored = |client: &BaseConsumer| -> i64 {
+    let stored_in = |client: &BaseConsumer, topic: &str| -> i64 {
         let metadata = client
-            .fetch_metadata(Some("fjord.readings"), Duration::from_secs(10))
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
             .unwrap();
         let partitions = metadata.topics()[0].partitions().len() as i32;
         (0..partitions)
             .map(|p| {
                 let (low, high) = client
-                    .fetch_watermarks("fjord.readings", p, Duration::from_secs(10))
+                    .fetch_watermarks(topic, p, Duration::from_secs(10))
                     .unwrap();
                 high - low
             })
             .sum()
     };
+    let stored = |client: &BaseConsumer| stored_in(client, "fjord.readings");
     let through_bridge = tokio::task::block_in_place(|| {
         wait_until(Duration::from_secs(30), || stored(&client) == 1)
     });
@@ -274,6 +274,16 @@ async fn demo_runs_embedded_brokers_and_stops_cleanly() {
         wait_until(Duration::from_secs(30), || stored(&client) == 2)
     });
     assert!(both, "the HTTP reading must reach fjord.readings too");
+    // the stream processor publishes the lot's current occupancy
+    let live = tokio::task::block_in_place(|| {
+        wait_until(Duration::from_secs(30), || {
+            stored_in(&client, "fjord.occupancy-live") >= 1
+        })
+    });
+    assert!(
+        live,
+        "the stream processor must publish the lot's live occupancy"
+    );
 
     drop(client);
 

@@ -37,6 +37,10 @@ pub struct Topics {
     pub alerts: String,
     /// Readings too late for the speed layer.
     pub late: String,
+    /// Current occupancy per lot (compacted: the latest value per lot).
+    pub live: String,
+    /// The stream processor's checkpoints (compacted, partitioned like `readings`).
+    pub stream_state: String,
 }
 
 impl Topics {
@@ -49,11 +53,13 @@ impl Topics {
             occupancy: cfg.topic("occupancy"),
             alerts: cfg.topic("alerts"),
             late: cfg.topic("late"),
+            live: cfg.topic("occupancy-live"),
+            stream_state: cfg.topic("stream-state"),
         }
     }
 
     /// All names, for topic creation.
-    pub fn all(&self) -> [&str; 6] {
+    pub fn all(&self) -> [&str; 8] {
         [
             &self.readings,
             &self.dlq,
@@ -61,7 +67,14 @@ impl Topics {
             &self.occupancy,
             &self.alerts,
             &self.late,
+            &self.live,
+            &self.stream_state,
         ]
+    }
+
+    /// The topics that keep only the latest value per key.
+    pub fn compacted(&self) -> [&str; 2] {
+        [&self.live, &self.stream_state]
     }
 }
 
@@ -76,11 +89,33 @@ pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
     c
 }
 
-/// Creates the topics that do not exist yet (existing ones are left as they are).
+/// Creates the topics that do not exist yet (existing ones are left as they are). fjord's
+/// compacted topics (`occupancy-live`, `stream-state`) get `cleanup.policy=compact`.
 pub async fn ensure_topics(cfg: &KafkaConfig, names: &[&str], partitions: i32) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = client_config(cfg)
         .create()
         .map_err(|e| Error::kafka("creating an admin client", e))?;
+    // Only ask for the missing ones: some brokers (librdkafka's mock cluster) do not implement
+    // CreateTopics at all, and their topics exist already.
+    let existing: Vec<String> = admin
+        .inner()
+        .fetch_metadata(None, Duration::from_secs(10))
+        .map(|md| {
+            md.topics()
+                .iter()
+                .filter(|t| t.error().is_none())
+                .map(|t| t.name().to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let names: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| !existing.iter().any(|e| e == n))
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
     let topics: Vec<NewTopic<'_>> = names
         .iter()
         .map(|n| {

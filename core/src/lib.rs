@@ -2,6 +2,7 @@
 //!
 //! * [`model`] — `Reading`, `OccupancyWindow`, `Alert`, the values that flow through the pipeline.
 //! * [`decode`] — raw device message → `Reading`, exactly as SPEC §3.1 says (JSON and CBOR).
+//! * [`occupancy`] — the occupancy engine of SPEC §4.1, shared by the speed and batch layers.
 //! * [`schema`] — the Arrow schemas of the SPEC tables, defined once.
 //! * [`config`] — one TOML file with `FJORD__SECTION__KEY` overrides, all problems reported at once.
 //! * [`lots`] — the lots registry (SPEC §3.4).
@@ -18,6 +19,7 @@ mod error;
 pub mod kafka;
 pub mod lots;
 pub mod model;
+pub mod occupancy;
 pub mod schema;
 pub mod serde_ts;
 pub mod telemetry;

@@ -36,6 +36,10 @@ pub fn init_tracing_with(cfg: &LogConfig, extra: Vec<ExtraLayer>) -> Result<()> 
         _ => EnvFilter::try_new(format!("{QUIET_DEPENDENCIES},{}", cfg.level)),
     }
     .map_err(|e| Error::Telemetry(format!("invalid log filter: {e}")))?;
+    // A `Vec` of layers reports the highest level hint of its members, and an empty one reports
+    // OFF: the identity layer (no hint) keeps the vector from silencing everything below ERROR.
+    let mut extra = extra;
+    extra.push(Box::new(tracing_subscriber::layer::Identity::new()));
     let base = tracing_subscriber::registry().with(filter).with(extra);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let result = match cfg.format {
@@ -95,6 +99,52 @@ impl Metrics {
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()
     }
+}
+
+/// Serves `GET /metrics` (Prometheus text format) on `listen` until `shutdown` turns true: for the
+/// commands that have no HTTP server of their own (`fjord stream`). A minimal HTTP/1.1 responder.
+pub async fn serve_metrics(
+    listen: std::net::SocketAddr,
+    metrics: Metrics,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<std::net::SocketAddr> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| Error::io(format!("cannot serve metrics on {listen}"), e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::io("metrics listener address", e))?;
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = shutdown.wait_for(|s| *s) => return,
+            };
+            let Ok((mut stream, _)) = accepted else {
+                continue;
+            };
+            let metrics = metrics.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 2048];
+                let n = stream.read(&mut buf).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&buf[..n]);
+                let (status, body) = if request.starts_with("GET /metrics") {
+                    ("200 OK", metrics.encode())
+                } else if request.starts_with("GET /healthz") {
+                    ("200 OK", "ok\n".to_owned())
+                } else {
+                    ("404 Not Found", "not found\n".to_owned())
+                };
+                let response = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    Ok(addr)
 }
 
 #[cfg(test)]

@@ -1,5 +1,18 @@
-//! `fjord-stream`: the speed layer (SPEC §4.1, §4.2, §5).
+//! `fjord-stream`: the speed layer (SPEC §4.1, §4.2).
 //!
-//! Not built yet: a consumer group on `fjord.readings` computing event-time occupancy windows with
-//! watermarks and exactly-once state, and alert rules with webhook delivery. The command
-//! `fjord stream` says so and exits non-zero until then.
+//! * [`watermark`] — per-partition event-time watermarks with idle advance.
+//! * [`partition`] — one input partition's processing: decode, lateness, occupancy, checkpoints.
+//! * [`output`] — the Kafka records the processor writes.
+//! * [`runtime`] — `fjord stream`: the consumer group, transactions (or at-least-once with
+//!   idempotent outputs), checkpoint restore on assignment.
+//!
+//! The occupancy arithmetic itself is `fjord_core::occupancy`, shared with the batch views.
+
+mod error;
+pub mod metrics;
+pub mod output;
+pub mod partition;
+pub mod runtime;
+pub mod watermark;
+
+pub use error::{Error, Result};

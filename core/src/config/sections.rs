@@ -301,6 +301,19 @@ pub struct StreamConfig {
     pub processing_guarantee: ProcessingGuarantee,
     /// How often outputs, state and offsets are committed.
     pub commit_interval: Duration,
+    /// How long applied readings are remembered to recognise a duplicate that arrives after its
+    /// original was counted.
+    pub dedup_horizon: Duration,
+    /// Kafka consumer group of the stream processors; instances in one group split the partitions.
+    pub group_id: String,
+    /// This instance's name, part of its transactional id. Unset: random per start. Two live
+    /// instances with the same name fence each other (the older one stops).
+    pub instance_id: Option<String>,
+    /// Where `fjord stream` serves `/metrics`; unset: nowhere.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Kafka consumer session timeout: how long a crashed instance keeps its partitions before
+    /// the group gives them to another.
+    pub session_timeout: Duration,
 }
 
 impl Default for StreamConfig {
@@ -312,6 +325,11 @@ impl Default for StreamConfig {
             allowed_lateness: Duration::from_mins(1),
             processing_guarantee: ProcessingGuarantee::ExactlyOnce,
             commit_interval: Duration::from_millis(100),
+            dedup_horizon: Duration::from_mins(2),
+            group_id: "fjord-stream".into(),
+            instance_id: None,
+            metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9465))),
+            session_timeout: Duration::from_secs(45),
         }
     }
 }

@@ -10,6 +10,7 @@
 //! same error. The stream and batch layers rely on that to replay Kafka records deterministically.
 
 mod raw;
+pub mod record;
 
 use std::fmt;
 

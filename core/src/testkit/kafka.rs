@@ -68,6 +68,13 @@ pub async fn collect(
                     })
                     .unwrap_or_default(),
             }),
+            // the topic may not exist yet (its producer creates it): keep waiting
+            Ok(Err(e))
+                if e.rdkafka_error_code()
+                    == Some(rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition) =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             Ok(Err(e)) => panic!("error reading {topic}: {e}"),
             Err(_) => break,
         }

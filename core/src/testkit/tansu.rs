@@ -50,7 +50,10 @@ impl Tansu {
         let mut cmd = Command::new(bin);
         cmd.args(["broker", "--storage-engine", "memory://tansu/"])
             .args(["--listener-url", &url, "--advertised-listener-url", &url])
-            .env("RUST_LOG", "warn");
+            .env(
+                "RUST_LOG",
+                std::env::var("FJORD_TANSU_LOG").unwrap_or_else(|_| "warn".into()),
+            );
         let mut process = ServerProcess::spawn("tansu", cmd, &log)?;
         let ready = wait_until(Duration::from_secs(30), || {
             process.check_running().is_ok() && port_open(port) && metadata_ok(port)

@@ -1,0 +1,91 @@
+//! Prometheus metrics of the stream processor.
+
+use fjord_core::telemetry::Metrics;
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+};
+
+use crate::{Error, Result};
+
+/// The stream processor's metrics.
+#[derive(Clone)]
+pub struct StreamMetrics {
+    /// Records processed, by `fate` (accepted, duplicate, late, dead, skipped).
+    pub records: IntCounterVec,
+    /// Windows emitted, by `window` size.
+    pub windows: IntCounterVec,
+    /// Seconds the watermark is behind the wall clock, by `partition`.
+    pub watermark_lag_seconds: IntGaugeVec,
+    /// Commit (transaction or flush + offset commit) latency.
+    pub commit_seconds: Histogram,
+    /// Commits, by `outcome` (committed, aborted).
+    pub commits: IntCounterVec,
+    /// Approximate bytes of state.
+    pub state_bytes: IntGauge,
+    /// Spaces tracked.
+    pub spaces: IntGauge,
+    /// Checkpoint restores (assignments and rewinds).
+    pub restores: IntCounter,
+}
+
+fn e(err: prometheus::Error) -> Error {
+    Error::Core(fjord_core::Error::Telemetry(err.to_string()))
+}
+
+impl StreamMetrics {
+    /// Creates and registers the metrics.
+    pub fn new(registry: &Metrics) -> Result<Self> {
+        let m = Self {
+            records: IntCounterVec::new(
+                Opts::new("stream_records_total", "Records processed, by fate"),
+                &["fate"],
+            )
+            .map_err(e)?,
+            windows: IntCounterVec::new(
+                Opts::new("stream_windows_total", "Windows emitted, by size"),
+                &["window"],
+            )
+            .map_err(e)?,
+            watermark_lag_seconds: IntGaugeVec::new(
+                Opts::new(
+                    "stream_watermark_lag_seconds",
+                    "How far the watermark is behind the wall clock",
+                ),
+                &["partition"],
+            )
+            .map_err(e)?,
+            commit_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "stream_commit_seconds",
+                    "Time to commit outputs, state and offsets",
+                )
+                .buckets(vec![
+                    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+                ]),
+            )
+            .map_err(e)?,
+            commits: IntCounterVec::new(
+                Opts::new("stream_commits_total", "Commits, by outcome"),
+                &["outcome"],
+            )
+            .map_err(e)?,
+            state_bytes: IntGauge::new("stream_state_bytes", "Approximate bytes of state")
+                .map_err(e)?,
+            spaces: IntGauge::new("stream_spaces", "Spaces tracked").map_err(e)?,
+            restores: IntCounter::new(
+                "stream_restores_total",
+                "State restores from the checkpoint topic",
+            )
+            .map_err(e)?,
+        };
+        registry.register(&m.records)?;
+        registry.register(&m.windows)?;
+        registry.register(&m.watermark_lag_seconds)?;
+        registry.register(&m.commit_seconds)?;
+        registry.register(&m.commits)?;
+        registry.register(&m.state_bytes)?;
+        registry.register(&m.spaces)?;
+        registry.register(&m.restores)?;
+        Ok(m)
+    }
+}

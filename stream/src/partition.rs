@@ -1,0 +1,405 @@
+//! The stream processor's work on one input partition, without any I/O: records in, outputs out,
+//! state that can be checkpointed and restored.
+//!
+//! For each record: decode it (undecodable → dead letter), judge it against the partition's
+//! watermark (late → `fjord.late`), offer it to its lot's [`LotEngine`], then move every lot's
+//! frontier to `watermark − allowed_lateness`, which closes windows. Each lot remembers the offset
+//! of the last record it applied: a record replayed after a crash whose effect is already in the
+//! lot's checkpoint is skipped, so a replay repeats exactly the outputs of the original run.
+
+use std::collections::{HashMap, HashSet};
+
+use fjord_core::decode::DecodeOptions;
+use fjord_core::decode::record::{ReadingsTopics, RecordHeaders, decode_record};
+use fjord_core::lots::LotsRegistry;
+use fjord_core::model::OccupancyWindow;
+use fjord_core::occupancy::{LotEngine, Offer, StateSize};
+use fjord_core::time::TimestampMs;
+use serde::{Deserialize, Serialize};
+
+use crate::watermark::Watermark;
+
+/// What every partition needs to know.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Window sizes, ms.
+    pub windows_ms: Vec<i64>,
+    /// Bounded out-of-orderness, ms.
+    pub out_of_orderness_ms: i64,
+    /// Idle time before the watermark follows the wall clock, ms.
+    pub idle_after_ms: i64,
+    /// Allowed lateness, ms.
+    pub allowed_lateness_ms: i64,
+    /// Dedup horizon, ms.
+    pub dedup_horizon_ms: i64,
+    /// Decoder settings.
+    pub decode: DecodeOptions,
+    /// Which MQTT topics are readings, and where their ids are.
+    pub topics: ReadingsTopics,
+    /// Registered capacities.
+    pub lots: LotsRegistry,
+}
+
+/// A record of `fjord.readings`.
+#[derive(Debug, Clone, Copy)]
+pub struct InRecord<'a> {
+    /// Offset in its partition.
+    pub offset: i64,
+    /// Key (the lot).
+    pub key: Option<&'a [u8]>,
+    /// Value (the payload as received by the bridge).
+    pub payload: &'a [u8],
+    /// The headers fjord reads.
+    pub headers: RecordHeaders<'a>,
+    /// Every header, to forward with late and dead-lettered records.
+    pub all_headers: &'a [(&'a str, &'a [u8])],
+}
+
+/// An output of the processor.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// A closed window.
+    Window(OccupancyWindow),
+    /// A reading too late for the speed layer, forwarded as it came.
+    Late {
+        /// Its lot.
+        lot_id: String,
+        /// Original value.
+        payload: Vec<u8>,
+        /// Original headers.
+        headers: Vec<(String, Vec<u8>)>,
+        /// The watermark that judged it.
+        watermark: TimestampMs,
+    },
+    /// A record that does not decode.
+    DeadLetter {
+        /// Original key.
+        key: Option<Vec<u8>>,
+        /// Original value.
+        payload: Vec<u8>,
+        /// Original headers.
+        headers: Vec<(String, Vec<u8>)>,
+        /// Stable reason code.
+        reason: &'static str,
+        /// Human-readable reason.
+        error: String,
+    },
+}
+
+/// What happened to one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Counted.
+    Accepted,
+    /// A duplicate of a reading already counted.
+    Duplicate,
+    /// Late: forwarded to `fjord.late`.
+    Late,
+    /// Undecodable: dead-lettered.
+    Dead,
+    /// Replayed after a crash; its effect was already checkpointed.
+    Skipped,
+}
+
+/// A lot's checkpointed state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LotState {
+    /// The occupancy engine.
+    pub engine: LotEngine,
+    /// Offset of the last record applied to this lot.
+    pub applied_offset: i64,
+}
+
+/// The partition-level checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartitionMeta {
+    /// The next offset to read.
+    pub next_offset: i64,
+    /// The watermark.
+    pub watermark: Watermark,
+}
+
+/// The state of one input partition.
+#[derive(Debug)]
+pub struct PartitionState {
+    partition: i32,
+    watermark: Watermark,
+    lots: HashMap<String, LotState>,
+    next_offset: i64,
+    /// Lots changed since the last checkpoint.
+    dirty: HashSet<String>,
+    /// Lots whose live occupancy changed since it was last published.
+    live_dirty: HashSet<String>,
+    meta_dirty: bool,
+    /// No lot has anything to do before this instant.
+    next_due: TimestampMs,
+}
+
+/// The current occupancy of one lot (a record of the live topic).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LiveRow {
+    /// The lot.
+    pub lot_id: String,
+    /// Registered capacity, or the spaces seen.
+    pub capacity: u32,
+    /// Spaces occupied by their latest reading.
+    pub occupied: u32,
+    /// `occupied / capacity`.
+    pub occupancy_ratio: f64,
+    /// Event time of the latest reading.
+    #[serde(with = "fjord_core::serde_ts")]
+    pub updated_at: TimestampMs,
+}
+
+impl PartitionState {
+    /// A partition with no history.
+    pub fn new(partition: i32, settings: &Settings) -> Self {
+        Self {
+            partition,
+            watermark: Watermark::new(settings.out_of_orderness_ms, settings.idle_after_ms),
+            lots: HashMap::new(),
+            next_offset: 0,
+            dirty: HashSet::new(),
+            live_dirty: HashSet::new(),
+            meta_dirty: false,
+            next_due: i64::MIN,
+        }
+    }
+
+    /// The partition number.
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    /// The next offset to read.
+    pub fn next_offset(&self) -> i64 {
+        self.next_offset
+    }
+
+    /// The current watermark.
+    pub fn watermark(&self) -> TimestampMs {
+        self.watermark.current()
+    }
+
+    /// The approximate memory of this partition's state.
+    pub fn size(&self) -> StateSize {
+        let mut size = StateSize::default();
+        for lot in self.lots.values() {
+            size.add(lot.engine.size());
+        }
+        size
+    }
+
+    /// Processes one record received at wall-clock `wall`.
+    pub fn process(
+        &mut self,
+        settings: &Settings,
+        rec: &InRecord<'_>,
+        wall: TimestampMs,
+        out: &mut Vec<Output>,
+    ) -> Fate {
+        self.next_offset = self.next_offset.max(rec.offset + 1);
+        self.meta_dirty = true;
+        let reading = match decode_record(
+            &settings.topics,
+            &rec.headers,
+            rec.payload,
+            &settings.decode,
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                out.push(Output::DeadLetter {
+                    key: rec.key.map(<[u8]>::to_vec),
+                    payload: rec.payload.to_vec(),
+                    headers: owned(rec.all_headers),
+                    reason: e.reason(),
+                    error: e.to_string(),
+                });
+                return Fate::Dead;
+            }
+        };
+        let watermark = self.watermark.current();
+        let fate = match self.lots.get(&reading.lot_id) {
+            Some(lot) if rec.offset <= lot.applied_offset => Fate::Skipped,
+            _ => {
+                let late_before = watermark.saturating_sub(settings.allowed_lateness_ms);
+                let lot = self
+                    .lots
+                    .entry(reading.lot_id.clone())
+                    .or_insert_with(|| LotState {
+                        engine: LotEngine::new(
+                            reading.lot_id.clone(),
+                            settings.lots.capacity(&reading.lot_id),
+                            &settings.windows_ms,
+                            settings.dedup_horizon_ms,
+                        ),
+                        applied_offset: -1,
+                    });
+                lot.applied_offset = rec.offset;
+                let fate = match lot.engine.offer(
+                    &reading.space_id,
+                    reading.ts,
+                    reading.occupied,
+                    late_before,
+                ) {
+                    Offer::Accepted => {
+                        self.live_dirty.insert(reading.lot_id.clone());
+                        if let Some(t) = lot.engine.next_event() {
+                            self.next_due = self.next_due.min(t);
+                        }
+                        Fate::Accepted
+                    }
+                    Offer::Duplicate => Fate::Duplicate,
+                    Offer::Late => {
+                        out.push(Output::Late {
+                            lot_id: reading.lot_id.clone(),
+                            payload: rec.payload.to_vec(),
+                            headers: owned(rec.all_headers),
+                            watermark,
+                        });
+                        Fate::Late
+                    }
+                };
+                self.dirty.insert(reading.lot_id);
+                fate
+            }
+        };
+        self.watermark.observe(reading.ts, wall);
+        self.advance(settings, out);
+        fate
+    }
+
+    /// Idle advance at wall-clock `wall`: may close windows.
+    pub fn tick(&mut self, settings: &Settings, wall: TimestampMs, out: &mut Vec<Output>) {
+        if self.watermark.tick(wall) {
+            self.meta_dirty = true;
+            self.advance(settings, out);
+        }
+    }
+
+    fn advance(&mut self, settings: &Settings, out: &mut Vec<Output>) {
+        let frontier = self
+            .watermark
+            .current()
+            .saturating_sub(settings.allowed_lateness_ms);
+        if frontier <= self.next_due {
+            return;
+        }
+        let mut windows = Vec::new();
+        let mut next_due = i64::MAX;
+        for (lot_id, lot) in &mut self.lots {
+            if lot.engine.next_event().is_some_and(|t| t < frontier) {
+                lot.engine.advance(frontier, &mut windows);
+                self.dirty.insert(lot_id.clone());
+            }
+            if let Some(t) = lot.engine.next_event() {
+                next_due = next_due.min(t);
+            }
+        }
+        self.next_due = next_due;
+        // deterministic output order: by window end, size, lot
+        windows.sort_by(|a, b| {
+            (a.window_end, a.window_end - a.window_start, &a.lot_id).cmp(&(
+                b.window_end,
+                b.window_end - b.window_start,
+                &b.lot_id,
+            ))
+        });
+        out.extend(windows.into_iter().map(Output::Window));
+    }
+
+    /// The live rows of lots that changed since the last call.
+    pub fn take_live(&mut self) -> Vec<LiveRow> {
+        let mut lots: Vec<String> = self.live_dirty.drain().collect();
+        lots.sort();
+        lots.iter()
+            .filter_map(|id| self.lots.get(id))
+            .map(|lot| {
+                let (occupied, updated_at) = lot.engine.live();
+                let capacity = lot.engine.live_capacity();
+                LiveRow {
+                    lot_id: lot.engine.lot_id().to_owned(),
+                    capacity,
+                    occupied,
+                    occupancy_ratio: if capacity == 0 {
+                        0.0
+                    } else {
+                        f64::from(occupied) / f64::from(capacity)
+                    },
+                    updated_at,
+                }
+            })
+            .collect()
+    }
+
+    /// The checkpoint records changed since the last call: one per changed lot (key
+    /// `lot/<lot_id>`), then the partition meta (key `meta`). Lots come first so that a
+    /// checkpoint cut short by a crash never has a meta newer than its lots.
+    pub fn take_checkpoint(&mut self) -> Vec<(String, Vec<u8>)> {
+        let mut lots: Vec<String> = self.dirty.drain().collect();
+        lots.sort();
+        let mut records: Vec<(String, Vec<u8>)> = lots
+            .iter()
+            .filter_map(|id| {
+                self.lots
+                    .get(id)
+                    .map(|lot| (format!("lot/{id}"), encode(lot)))
+            })
+            .collect();
+        if self.meta_dirty || !records.is_empty() {
+            let meta = PartitionMeta {
+                next_offset: self.next_offset,
+                watermark: self.watermark.clone(),
+            };
+            records.push(("meta".to_owned(), encode(&meta)));
+            self.meta_dirty = false;
+        }
+        records
+    }
+
+    /// Rebuilds a partition from its checkpoint records (the latest value per key, in any
+    /// order). Records that do not decode are reported, not ignored.
+    pub fn restore(
+        partition: i32,
+        settings: &Settings,
+        records: impl IntoIterator<Item = (String, Vec<u8>)>,
+    ) -> Result<Self, String> {
+        let mut state = Self::new(partition, settings);
+        for (key, value) in records {
+            if key == "meta" {
+                let meta: PartitionMeta =
+                    postcard::from_bytes(&value).map_err(|e| format!("checkpoint meta: {e}"))?;
+                state.next_offset = meta.next_offset;
+                state.watermark = meta.watermark;
+            } else if let Some(lot_id) = key.strip_prefix("lot/") {
+                let lot: LotState = postcard::from_bytes(&value)
+                    .map_err(|e| format!("checkpoint of lot {lot_id}: {e}"))?;
+                state.lots.insert(lot_id.to_owned(), lot);
+            } else {
+                return Err(format!("unknown checkpoint key {key:?}"));
+            }
+        }
+        state.next_due = state
+            .lots
+            .values()
+            .filter_map(|l| l.engine.next_event())
+            .min()
+            .unwrap_or(i64::MAX);
+        Ok(state)
+    }
+}
+
+fn owned(headers: &[(&str, &[u8])]) -> Vec<(String, Vec<u8>)> {
+    headers
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.to_vec()))
+        .collect()
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    // postcard cannot fail on these types (no maps with non-serializable keys, no I/O)
+    postcard::to_allocvec(v).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests;
