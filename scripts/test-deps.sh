@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Installs what fjord's tests need, skipping what is already there (a second run takes seconds):
 #   * Debian packages: mosquitto (MQTT broker for tests) and the C build prerequisites of librdkafka;
-#   * tansu, a Kafka-protocol broker, built with cargo into ~/.cache/fjord-ci/tools.
+#   * tansu, a Kafka-protocol broker, and s3s-fs, an S3-compatible server, built with cargo into
+#     ~/.cache/fjord-ci/tools;
+#   * a Python venv (~/.cache/fjord-ci/venv) with deltalake, pyarrow and duckdb, the independent
+#     readers of the lake in the tests.
 # Works on a machine with only the Rust toolchain, Python 3 and apt. Needs root (or sudo) for apt.
 set -euo pipefail
 
 TOOLS="${FJORD_TOOLS_DIR:-$HOME/.cache/fjord-ci/tools}"
 TANSU_VERSION="0.6.0"
+S3S_FS_VERSION="0.14.1"   # the newest that builds with rustc 1.95
 
 sudo_if_needed() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
@@ -31,5 +35,22 @@ if [ -x "$TOOLS/bin/tansu" ] && "$TOOLS/bin/tansu" --version 2>/dev/null | grep 
 else
   echo "test-deps: building tansu $TANSU_VERSION into $TOOLS (takes several minutes once)"
   cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore --root "$TOOLS"
+fi
+# --- s3s-fs (S3-compatible server for the lake tests) ------------------------------------------
+if [ -x "$TOOLS/bin/s3s-fs" ] && "$TOOLS/bin/s3s-fs" --version 2>/dev/null | grep -q "$S3S_FS_VERSION"; then
+  :
+else
+  echo "test-deps: building s3s-fs $S3S_FS_VERSION into $TOOLS"
+  cargo install s3s-fs --version "$S3S_FS_VERSION" --locked --features binary --root "$TOOLS"
+fi
+
+# --- Python: an independent Delta/Parquet reader (deltalake, pyarrow, duckdb) ------------------
+VENV="${FJORD_VENV:-$HOME/.cache/fjord-ci/venv}"
+if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import deltalake, pyarrow, duckdb" 2>/dev/null; then
+  :
+else
+  echo "test-deps: installing deltalake, pyarrow and duckdb into $VENV"
+  python3 -m venv "$VENV" || { sudo_if_needed apt-get install -y -qq python3-venv && python3 -m venv "$VENV"; }
+  "$VENV/bin/pip" install -q deltalake pyarrow duckdb
 fi
 echo "test-deps: ok (mosquitto: $(command -v mosquitto || echo /usr/sbin/mosquitto), tansu: $TOOLS/bin/tansu)"

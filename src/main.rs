@@ -1,5 +1,6 @@
 //! The `fjord` binary: parses the command line and hands each command to its crate.
 
+mod batch_cmd;
 mod cli;
 mod commands;
 mod config_cmd;
@@ -34,6 +35,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bridge => commands::bridge(config_path),
         Command::Stream => commands::stream(config_path),
         Command::Simulate(args) => commands::simulate(config_path, args),
+        Command::Batch(args) => batch_cmd::command(config_path, args),
         other => {
             eprintln!(
                 "fjord {}: not built yet. This command arrives with its component; \

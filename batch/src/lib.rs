@@ -1,5 +1,32 @@
-//! `fjord-batch`: the batch layer (SPEC §4.3, §6).
+//! `fjord-batch`: the batch layer (SPEC §4.1, §4.3, §6).
 //!
-//! Not built yet: exactly-once landing of `fjord.readings` into the Delta table `readings`,
-//! compaction, the batch views `occupancy_1m` / `occupancy_10m`, vacuum, import and scheduling. The
-//! `fjord batch …` commands say so and exit non-zero until then.
+//! * [`ingest`] lands `fjord.readings` in the Delta table `readings`, exactly once: the Kafka
+//!   offsets a commit covers are recorded in that same commit ([`offsets`]);
+//! * [`compact`] rewrites small files into large sorted ones;
+//! * [`views`] recomputes `occupancy_1m` / `occupancy_10m` for the dates that changed, with the
+//!   stream processor's occupancy engine, and records the batch high-water mark;
+//! * [`vacuum`] deletes unreferenced files; [`import`] backfills from JSON-lines/CSV files;
+//! * [`run`] runs jobs once or on a [`schedule`].
+//!
+//! Every table lives under one object-store URL ([`lake`]), local or S3.
+
+pub mod commit;
+pub mod compact;
+pub mod dedup;
+pub mod error;
+pub mod fault;
+pub mod import;
+pub mod ingest;
+pub mod lake;
+pub mod offsets;
+pub mod query;
+pub mod rows;
+pub mod run;
+pub mod schedule;
+pub mod vacuum;
+pub mod views;
+
+pub use error::{Error, Result};
+pub use lake::{Lake, Table};
+pub use run::{BatchMetrics, Job, Summary, run_once, run_scheduled};
+pub use schedule::{Cron, Schedule};

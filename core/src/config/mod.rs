@@ -47,6 +47,8 @@ pub struct Config {
     pub stream: StreamConfig,
     /// Where the lake lives.
     pub lake: LakeConfig,
+    /// The batch layer.
+    pub batch: BatchConfig,
     /// Listen addresses of the query server.
     pub serve: ServeConfig,
     /// Credentials every interface checks.
@@ -71,6 +73,7 @@ impl Default for Config {
             broker: BrokerConfig::default(),
             stream: StreamConfig::default(),
             lake: LakeConfig::default(),
+            batch: BatchConfig::default(),
             serve: ServeConfig::default(),
             auth: AuthConfig::default(),
             credentials: Vec::new(),
@@ -124,6 +127,7 @@ impl Config {
         }
         self.stream.validate(&mut problems);
         self.lake.validate(&mut problems);
+        self.batch.validate(&mut problems);
         self.serve.validate(&mut problems);
         for (i, lot) in self.lots.iter().enumerate() {
             for msg in lot.problems() {

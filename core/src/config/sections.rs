@@ -376,6 +376,10 @@ pub struct LakeConfig {
     /// Object store URL of the lake: `file:///abs/path` or `s3://bucket/prefix`.
     /// Default: `file://<data_dir>/lake`.
     pub url: Option<String>,
+    /// Options of the object store, passed to `object_store`/delta-rs as they are, e.g.
+    /// `aws_endpoint`, `aws_region`, `aws_allow_http`, `aws_access_key_id`,
+    /// `aws_secret_access_key`. The usual `AWS_*` environment variables work as well.
+    pub storage_options: std::collections::BTreeMap<String, String>,
 }
 
 impl LakeConfig {
@@ -393,6 +397,69 @@ impl LakeConfig {
                     format!("expected file:///absolute/path or s3://bucket/prefix, got {url:?}"),
                 ));
             }
+        }
+    }
+}
+
+/// `[batch]`: the batch layer (SPEC §6).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// Compaction rewrites a partition's files into files of about this many bytes.
+    pub target_file_bytes: u64,
+    /// A partition is compacted when it has at least this many files smaller than half the target.
+    pub compact_min_files: u32,
+    /// `fjord batch ingest` commits to the lake after at most this many Kafka records.
+    pub max_records_per_commit: u32,
+    /// `fjord batch vacuum` deletes unreferenced files older than this.
+    pub vacuum_retention: Duration,
+    /// How long `fjord batch ingest` waits for Kafka before giving up on a run.
+    pub kafka_timeout: Duration,
+    /// Where a scheduled batch job (`--every`/`--cron`) serves /metrics; unset: nowhere.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            target_file_bytes: 128 * 1024 * 1024,
+            compact_min_files: 4,
+            max_records_per_commit: 500_000,
+            vacuum_retention: Duration::from_secs(7 * 86_400),
+            kafka_timeout: Duration::from_secs(30),
+            metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9466))),
+        }
+    }
+}
+
+impl BatchConfig {
+    pub(crate) fn validate(&self, p: &mut Problems) {
+        if self.target_file_bytes < 1024 * 1024 {
+            p.push((
+                "batch.target_file_bytes".into(),
+                format!(
+                    "must be at least 1 MiB (1048576), got {}",
+                    self.target_file_bytes
+                ),
+            ));
+        }
+        if self.compact_min_files < 2 {
+            p.push((
+                "batch.compact_min_files".into(),
+                "must be at least 2 (compacting one file into one file gains nothing)".into(),
+            ));
+        }
+        if self.max_records_per_commit == 0 {
+            p.push((
+                "batch.max_records_per_commit".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        if self.kafka_timeout.is_zero() {
+            p.push((
+                "batch.kafka_timeout".into(),
+                "must be longer than 0s".into(),
+            ));
         }
     }
 }

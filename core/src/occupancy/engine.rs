@@ -127,6 +127,49 @@ impl LotEngine {
         }
     }
 
+    /// A lot whose spaces carry their state into `at`: each of `spaces` is (space id, event time
+    /// of its last reading before `at`, occupied). The frontier starts at `at`, which must be
+    /// aligned to every window size (the batch views start each UTC day this way, carrying the
+    /// state at the end of the previous day). With no spaces this is [`LotEngine::new`].
+    pub fn seeded(
+        lot_id: impl Into<String>,
+        capacity: Option<u32>,
+        window_sizes_ms: &[i64],
+        at: TimestampMs,
+        spaces: impl IntoIterator<Item = (String, TimestampMs, bool)>,
+    ) -> Self {
+        let mut e = Self::new(lot_id, capacity, window_sizes_ms, 0);
+        for (space, last_ts, occupied) in spaces {
+            if e.index.contains_key(&space) {
+                continue;
+            }
+            let i = u32::try_from(e.spaces.len()).unwrap_or(u32::MAX);
+            e.index.insert(space, i);
+            e.spaces.push(SpaceState {
+                occupied,
+                last_ts,
+                since: last_ts,
+                live_occupied: occupied,
+                live_ts: last_ts,
+            });
+            e.applied_spaces += 1;
+            if occupied {
+                e.occupied += 1;
+                e.live_occupied += 1;
+            }
+            e.live_updated_at = e.live_updated_at.max(last_ts);
+        }
+        if !e.spaces.is_empty() {
+            for w in &mut e.windows {
+                w.start = at.div_euclid(w.size) * w.size;
+            }
+            e.frontier = at;
+            e.cursor = at;
+            e.started = true;
+        }
+        e
+    }
+
     /// The lot.
     pub fn lot_id(&self) -> &str {
         &self.lot_id

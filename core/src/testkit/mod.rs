@@ -2,6 +2,7 @@
 //!
 //! * [`Tansu`] — a Kafka-protocol broker (`tansu`, in-memory storage).
 //! * [`Mosquitto`] — an MQTT broker.
+//! * [`S3Server`] — an S3-compatible object store (`s3s-fs` over a temporary directory).
 //! * [`unique_name`], [`temp_dir`], [`free_port`] — isolation helpers, so tests run in parallel.
 //! * [`kafka::collect`] reads a topic back; [`mqtt::publish_all`] publishes and awaits the PUBACKs.
 //!
@@ -13,10 +14,12 @@ pub mod kafka;
 mod mosquitto;
 pub mod mqtt;
 mod process;
+mod s3;
 mod tansu;
 
 pub use mosquitto::{Mosquitto, RECOMMENDED_CONFIG as MOSQUITTO_RECOMMENDED};
 pub use process::{ServerProcess, find_binary, free_port, wait_until};
+pub use s3::S3Server;
 pub use tansu::Tansu;
 
 use rand::Rng;

@@ -1,0 +1,92 @@
+//! The one error type of `fjord-batch`.
+
+/// `Result` with [`Error`] by default.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Errors of the batch layer. Every variant says which table or source it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration or a command-line argument cannot be used.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// A Delta table operation failed.
+    #[error("lake table `{table}`: {source}")]
+    Delta {
+        /// The table.
+        table: String,
+        /// What delta-rs reported.
+        #[source]
+        source: deltalake::DeltaTableError,
+    },
+    /// Another writer committed something this one conflicts with; running again resolves it.
+    #[error("lake table `{table}`: a concurrent job committed first ({detail}); run again")]
+    Conflict {
+        /// The table.
+        table: String,
+        /// The conflict.
+        detail: String,
+    },
+    /// A query over the lake failed.
+    #[error("query over `{table}`: {source}")]
+    Query {
+        /// The table.
+        table: String,
+        /// What DataFusion reported.
+        #[source]
+        source: datafusion::error::DataFusionError,
+    },
+    /// Kafka could not be read.
+    #[error("Kafka: {0}")]
+    Kafka(String),
+    /// An input file cannot be read.
+    #[error("{path}: {reason}")]
+    Input {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Building Arrow data failed (a bug, or a value outside the schema).
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// An error of the shared core.
+    #[error(transparent)]
+    Core(#[from] fjord_core::Error),
+}
+
+impl Error {
+    /// Wraps a delta-rs error for `table`, telling conflicts apart.
+    pub fn delta(table: &str, source: deltalake::DeltaTableError) -> Self {
+        use deltalake::DeltaTableError as D;
+        match &source {
+            D::Transaction { source: t } => {
+                let detail = t.to_string();
+                if detail.contains("oncurrent") || detail.contains("conflict") {
+                    return Error::Conflict {
+                        table: table.into(),
+                        detail,
+                    };
+                }
+            }
+            D::VersionAlreadyExists(v) => {
+                return Error::Conflict {
+                    table: table.into(),
+                    detail: format!("version {v} already exists"),
+                };
+            }
+            _ => {}
+        }
+        Error::Delta {
+            table: table.into(),
+            source,
+        }
+    }
+
+    /// Wraps a DataFusion error for `table`.
+    pub fn query(table: &str, source: datafusion::error::DataFusionError) -> Self {
+        Error::Query {
+            table: table.into(),
+            source,
+        }
+    }
+}

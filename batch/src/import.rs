@@ -1,0 +1,501 @@
+//! `fjord batch import FILE…`: backfills historical readings from JSON-lines or CSV files into
+//! `readings` — the batch data source of the Lambda architecture — deduplicated like Kafka input.
+//!
+//! Every line goes through the same decoder as MQTT payloads, so the same rules hold; the ids come
+//! from the line itself (`lot_id`, `space_id`) and `ts` is required (a backfill has no receive
+//! time). Lines that do not decode go to `quarantine` with their byte offset. Each commit records
+//! the byte offset it reached as the Delta transaction `fjord:import:<file fingerprint>`, so an
+//! interrupted import resumes where it stopped and a repeated one adds nothing.
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use deltalake::DeltaTable;
+use deltalake::kernel::Transaction;
+use fjord_core::config::Config;
+use fjord_core::decode::{DecodeOptions, RawMessage, decode_reading};
+use fjord_core::model::TsSource;
+use fjord_core::time::now_ms;
+use serde::Deserialize;
+
+use crate::commit::{self, Appended};
+use crate::dedup;
+use crate::error::{Error, Result};
+use crate::lake::{Lake, Table};
+use crate::query;
+use crate::rows::{Origin, QuarantineRow, ReadingRow, ReadingsBuilder, quarantine_batch};
+
+/// What an import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportSummary {
+    /// Lines (records) read.
+    pub lines: u64,
+    /// Rows added to `readings`.
+    pub rows: u64,
+    /// Lines dropped as duplicates.
+    pub duplicates: u64,
+    /// Lines sent to `quarantine`.
+    pub quarantined: u64,
+    /// Input bytes read.
+    pub input_bytes: u64,
+    /// Delta commits.
+    pub commits: u32,
+    /// Data files written.
+    pub files: usize,
+    /// Bytes of those files.
+    pub bytes: u64,
+}
+
+/// The input formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One JSON object per line.
+    JsonLines,
+    /// A header line, then one reading per line.
+    Csv,
+}
+
+impl Format {
+    /// By extension: `.csv` is CSV, anything else JSON lines.
+    pub fn of(path: &Path) -> Self {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some(e) if e.eq_ignore_ascii_case("csv") => Format::Csv,
+            _ => Format::JsonLines,
+        }
+    }
+}
+
+/// A decoded line: a row, or why it was refused.
+enum Line {
+    Row(ReadingRow),
+    Refused { reason: &'static str, error: String },
+}
+
+#[derive(Deserialize)]
+struct Ids<'a> {
+    #[serde(borrow, default)]
+    lot_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    space_id: Option<Cow<'a, str>>,
+}
+
+/// Decodes one JSON object (a line of a JSON-lines file, or a converted CSV record).
+fn decode_line(json: &[u8], now: i64, opts: &DecodeOptions) -> Line {
+    let ids: Ids<'_> = match serde_json::from_slice(json) {
+        Ok(ids) => ids,
+        Err(e) => {
+            return Line::Refused {
+                reason: "invalid_json",
+                error: format!("not a JSON object: {e}"),
+            };
+        }
+    };
+    let (Some(lot_id), Some(space_id)) = (ids.lot_id, ids.space_id) else {
+        return Line::Refused {
+            reason: "missing_ids",
+            error: "an imported reading needs \"lot_id\" and \"space_id\" fields".into(),
+        };
+    };
+    let msg = RawMessage {
+        lot_id: &lot_id,
+        space_id: &space_id,
+        payload: json,
+        content_type: Some("application/json"),
+        received_at: now,
+    };
+    match decode_reading(&msg, opts) {
+        Ok(reading) if reading.ts_source == TsSource::Received => Line::Refused {
+            reason: "missing_ts",
+            error: "an imported reading needs a \"ts\" field (there is no receive time to use)"
+                .into(),
+        },
+        Ok(reading) => Line::Row(ReadingRow {
+            reading,
+            origin: Origin::default(),
+        }),
+        Err(e) => Line::Refused {
+            reason: e.reason(),
+            error: e.to_string(),
+        },
+    }
+}
+
+/// A block of input: lines with their byte offsets.
+struct Block {
+    lines: Vec<(u64, Vec<u8>)>,
+    end: u64,
+}
+
+/// Decodes a block on every core.
+fn decode_block(
+    block: &Block,
+    opts: &DecodeOptions,
+    source: &str,
+) -> (Vec<ReadingRow>, Vec<QuarantineRow>) {
+    let now = now_ms();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .max(1);
+    let per = block.lines.len().div_ceil(threads).max(1);
+    let parts: Vec<Vec<(u64, Line)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = block
+            .lines
+            .chunks(per)
+            .map(|chunk| {
+                s.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|(offset, bytes)| (*offset, decode_line(bytes, now, opts)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let mut rows = Vec::with_capacity(block.lines.len());
+    let mut refused = Vec::new();
+    for (offset, line) in parts.into_iter().flatten() {
+        match line {
+            Line::Row(r) => rows.push(r),
+            Line::Refused { reason, error } => {
+                let raw = block
+                    .lines
+                    .binary_search_by_key(&offset, |(o, _)| *o)
+                    .map(|i| block.lines[i].1.clone())
+                    .unwrap_or_default();
+                refused.push(QuarantineRow {
+                    raw,
+                    reason: reason.into(),
+                    error,
+                    source: source.to_owned(),
+                    origin: Origin {
+                        offset: i64::try_from(offset).ok(),
+                        ..Origin::default()
+                    },
+                    seen_at: now,
+                })
+            }
+        }
+    }
+    (rows, refused)
+}
+
+/// Reads the next block of at most `max` JSON lines from `reader` (at byte `pos`).
+fn read_json_block(reader: &mut impl BufRead, pos: u64, max: usize) -> std::io::Result<Block> {
+    let mut lines = Vec::new();
+    let mut at = pos;
+    while lines.len() < max {
+        let mut buf = Vec::new();
+        let n = reader.read_until(b'\n', &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        let start = at;
+        at += n as u64;
+        while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            buf.pop();
+        }
+        if buf.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        lines.push((start, buf));
+    }
+    Ok(Block { lines, end: at })
+}
+
+/// Reads the next block of at most `max` CSV records, each converted to a JSON object.
+fn read_csv_block(
+    reader: &mut csv::Reader<File>,
+    header: &[String],
+    max: usize,
+    end_of_file: u64,
+) -> std::result::Result<Block, csv::Error> {
+    let mut lines = Vec::new();
+    let mut record = csv::StringRecord::new();
+    let mut end = end_of_file;
+    while lines.len() < max {
+        if !reader.read_record(&mut record)? {
+            break;
+        }
+        let start = record.position().map_or(0, |p| p.byte());
+        let mut obj = serde_json::Map::new();
+        for (name, value) in header.iter().zip(record.iter()) {
+            if value.is_empty() {
+                continue;
+            }
+            let v = match name.as_str() {
+                "occupied" => match value {
+                    "true" | "1" | "TRUE" | "True" => serde_json::Value::Bool(true),
+                    "false" | "0" | "FALSE" | "False" => serde_json::Value::Bool(false),
+                    other => serde_json::Value::String(other.to_owned()),
+                },
+                "ts" | "battery" => value
+                    .parse::<i64>()
+                    .map(serde_json::Value::from)
+                    .unwrap_or_else(|_| serde_json::Value::String(value.to_owned())),
+                _ => serde_json::Value::String(value.to_owned()),
+            };
+            obj.insert(name.clone(), v);
+        }
+        lines.push((start, serde_json::to_vec(&obj).unwrap_or_default()));
+        end = reader.position().byte();
+    }
+    if lines.len() < max {
+        end = end_of_file;
+    }
+    Ok(Block { lines, end })
+}
+
+/// A fingerprint of a file: its size and its first 64 KiB.
+fn file_id(path: &Path) -> std::io::Result<String> {
+    let mut f = File::open(path)?;
+    let size = f.metadata()?.len();
+    let mut head = vec![0; 64 * 1024];
+    let n = f.read(&mut head)?;
+    head.truncate(n);
+    let fp = crate::offsets::fingerprint(Some(&head), None, i64::try_from(size).ok());
+    Ok(format!("fjord:import:{fp:016x}"))
+}
+
+/// Imports `paths` into `readings`.
+pub async fn import(cfg: &Config, lake: &Lake, paths: &[PathBuf]) -> Result<ImportSummary> {
+    let mut readings = lake.open(Table::Readings).await?;
+    let mut quarantine = lake.open(Table::Quarantine).await?;
+    let mut summary = ImportSummary::default();
+    let opts = cfg.readings.decode_options();
+    let max = cfg.batch.max_records_per_commit as usize;
+    for path in paths {
+        import_file(
+            path,
+            &opts,
+            max,
+            &mut readings,
+            &mut quarantine,
+            &mut summary,
+        )
+        .await?;
+    }
+    Ok(summary)
+}
+
+async fn import_file(
+    path: &Path,
+    opts: &DecodeOptions,
+    max: usize,
+    readings: &mut DeltaTable,
+    quarantine: &mut DeltaTable,
+    summary: &mut ImportSummary,
+) -> Result<()> {
+    let shown = path.display().to_string();
+    let io = |e: std::io::Error| Error::Input {
+        path: shown.clone(),
+        reason: e.to_string(),
+    };
+    let id = file_id(path).map_err(io)?;
+    let size = std::fs::metadata(path).map_err(io)?.len();
+    let done = commit::txn_version(readings, "readings", &id)
+        .await?
+        .unwrap_or(0);
+    let q_done = commit::txn_version(quarantine, "quarantine", &id)
+        .await?
+        .unwrap_or(0);
+    let start = u64::try_from(done).unwrap_or(0);
+    if start >= size && size > 0 {
+        tracing::info!(file = %shown, "already imported");
+        return Ok(());
+    }
+    let source = format!("file:{shown}");
+    let bar = progress_bar(size, &shown);
+    bar.set_position(start);
+    let format = Format::of(path);
+    let mut json_reader = None;
+    let mut csv_state = None;
+    match format {
+        Format::JsonLines => {
+            let mut f = File::open(path).map_err(io)?;
+            f.seek(SeekFrom::Start(start)).map_err(io)?;
+            json_reader = Some(BufReader::with_capacity(1 << 20, f));
+        }
+        Format::Csv => {
+            let mut r = csv::ReaderBuilder::new()
+                .has_headers(true)
+                .from_path(path)
+                .map_err(|e| Error::Input {
+                    path: shown.clone(),
+                    reason: e.to_string(),
+                })?;
+            let header: Vec<String> = r
+                .headers()
+                .map_err(|e| Error::Input {
+                    path: shown.clone(),
+                    reason: e.to_string(),
+                })?
+                .iter()
+                .map(str::to_owned)
+                .collect();
+            for needed in ["lot_id", "space_id", "ts", "occupied"] {
+                if !header.iter().any(|h| h == needed) {
+                    return Err(Error::Input {
+                        path: shown,
+                        reason: format!(
+                            "the CSV header has no {needed:?} column (expected lot_id,space_id,ts,occupied[,battery,…])"
+                        ),
+                    });
+                }
+            }
+            if start > 0 {
+                let mut pos = csv::Position::new();
+                pos.set_byte(start);
+                r.seek(pos).map_err(|e| Error::Input {
+                    path: shown.clone(),
+                    reason: e.to_string(),
+                })?;
+            }
+            csv_state = Some((r, header));
+        }
+    }
+    let mut pos = start;
+    loop {
+        let block = match (&mut json_reader, &mut csv_state) {
+            (Some(r), _) => read_json_block(r, pos, max).map_err(io)?,
+            (_, Some((r, header))) => {
+                read_csv_block(r, header, max, size).map_err(|e| Error::Input {
+                    path: shown.clone(),
+                    reason: e.to_string(),
+                })?
+            }
+            _ => unreachable!("one reader is open"),
+        };
+        if block.lines.is_empty() && block.end <= pos {
+            break;
+        }
+        let (mut rows, refused) = decode_block(&block, opts, &source);
+        summary.lines += block.lines.len() as u64;
+        summary.input_bytes += block.end - pos;
+        let txn = || {
+            vec![Transaction::new(
+                &id,
+                i64::try_from(block.end).unwrap_or(i64::MAX),
+            )]
+        };
+        let refused: Vec<QuarantineRow> = refused
+            .into_iter()
+            .filter(|q| q.origin.offset.unwrap_or(0) >= q_done)
+            .collect();
+        if !refused.is_empty() {
+            summary.quarantined += refused.len() as u64;
+            let a = commit::append(
+                quarantine,
+                "quarantine",
+                vec![quarantine_batch(&refused)],
+                txn(),
+                "import",
+            )
+            .await?;
+            count(summary, a);
+        }
+        let existing = match dedup::extent(&rows) {
+            Some((dates, min, max)) => query::existing_keys(readings, &dates, min, max).await?,
+            None => Default::default(),
+        };
+        summary.duplicates += dedup::dedup(&mut rows, &existing) as u64;
+        let mut b = ReadingsBuilder::with_capacity(rows.len());
+        for r in &rows {
+            b.push(&r.reading, &r.origin);
+        }
+        let a = commit::append(readings, "readings", vec![b.finish()], txn(), "import").await?;
+        count(summary, a);
+        summary.rows += rows.len() as u64;
+        pos = block.end;
+        bar.set_position(pos);
+        tracing::debug!(file = %shown, rows = summary.rows, offset = pos, "imported a block");
+        if block.lines.len() < max {
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    Ok(())
+}
+
+fn count(summary: &mut ImportSummary, a: Appended) {
+    if a.version.is_some() {
+        summary.commits += 1;
+    }
+    summary.files += a.files;
+    summary.bytes += a.bytes;
+}
+
+fn progress_bar(size: u64, name: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(size);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_message(name.to_owned());
+    bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(json: &str) -> Line {
+        decode_line(
+            json.as_bytes(),
+            1_795_000_000_000,
+            &DecodeOptions::default(),
+        )
+    }
+
+    #[test]
+    fn a_line_carries_its_ids_and_needs_a_ts() {
+        match decode(
+            r#"{"lot_id":"L1","space_id":"S1","ts":1700000000000,"occupied":true,"note":"x"}"#,
+        ) {
+            Line::Row(r) => {
+                assert_eq!(
+                    (r.reading.lot_id.as_str(), r.reading.space_id.as_str()),
+                    ("L1", "S1")
+                );
+                assert_eq!(r.reading.extra.as_deref(), Some(r#"{"note":"x"}"#));
+            }
+            Line::Refused { error, .. } => panic!("{error}"),
+        }
+        let Line::Refused { reason, .. } =
+            decode(r#"{"lot_id":"L1","space_id":"S1","occupied":true}"#)
+        else {
+            panic!("accepted a reading without ts");
+        };
+        assert_eq!(reason, "missing_ts");
+        let Line::Refused { reason, .. } = decode(r#"{"space_id":"S1","ts":1,"occupied":true}"#)
+        else {
+            panic!("accepted a reading without lot_id");
+        };
+        assert_eq!(reason, "missing_ids");
+        let Line::Refused { reason, .. } = decode("not json") else {
+            panic!("accepted garbage");
+        };
+        assert_eq!(reason, "invalid_json");
+    }
+
+    #[test]
+    fn json_blocks_track_byte_offsets() {
+        let text = b"{\"a\":1}\n\n{\"b\":2}\r\n{\"c\":3}";
+        let mut r = BufReader::new(&text[..]);
+        let b = read_json_block(&mut r, 0, 2).unwrap();
+        assert_eq!(b.lines.len(), 2);
+        assert_eq!(b.lines[1].0, 9);
+        assert_eq!(b.lines[1].1, b"{\"b\":2}");
+        let b2 = read_json_block(&mut r, b.end, 2).unwrap();
+        assert_eq!(b2.lines.len(), 1);
+        assert_eq!(b2.end, text.len() as u64);
+    }
+}

@@ -1,0 +1,519 @@
+//! `fjord batch ingest`: `fjord.readings` → the Delta table `readings`, exactly once.
+//!
+//! Each run reads every partition from the offset recorded in the table (see [`crate::offsets`])
+//! to its end, in chunks of at most `batch.max_records_per_commit` records. A chunk becomes, in
+//! this order: one `quarantine` commit (undecodable records, with their own offsets so a repeat
+//! skips them), then one `readings` commit holding the deduplicated rows *and* the new offsets of
+//! every partition in the chunk. A crash anywhere leaves either the old offsets (the chunk is read
+//! again and dedup drops nothing that was not landed) or the new ones with their rows.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use deltalake::DeltaTable;
+use deltalake::kernel::Transaction;
+use fjord_core::config::Config;
+use fjord_core::decode::DecodeOptions;
+use fjord_core::decode::record::{ReadingsTopics, RecordHeaders, decode_record};
+use fjord_core::kafka::{
+    HEADER_CONTENT_TYPE, HEADER_MQTT_TOPIC, HEADER_RECEIVED_AT, Topics, client_config,
+};
+use fjord_core::time::{now_ms, parse_rfc3339};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+use crate::commit::{self, Appended};
+use crate::dedup;
+use crate::error::{Error, Result};
+use crate::lake::{Lake, Table};
+use crate::offsets::{self, Probe, Start};
+use crate::query;
+use crate::rows::{Origin, QuarantineRow, ReadingRow, ReadingsBuilder, quarantine_batch};
+
+/// What a run of `fjord batch ingest` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IngestSummary {
+    /// Kafka records read.
+    pub records: u64,
+    /// Rows added to `readings`.
+    pub rows: u64,
+    /// Readings dropped as duplicates of landed ones or of each other.
+    pub duplicates: u64,
+    /// Records added to `quarantine`.
+    pub quarantined: u64,
+    /// Delta commits made.
+    pub commits: u32,
+    /// Data files written.
+    pub files: usize,
+    /// Bytes of those files.
+    pub bytes: u64,
+    /// Partitions of the topic.
+    pub partitions: usize,
+    /// Partitions read again from their beginning because the topic was recreated.
+    pub resets: Vec<String>,
+}
+
+/// How many records before the resume offset a run starts fetching (and skips). Kafka returns the
+/// whole record batch that contains a fetch offset, but tansu 0.6 returns only batches that *start*
+/// at or after it, so a resume in the middle of a batch would silently skip the rest of that
+/// batch. Starting this far back (librdkafka's default `batch.num.messages`) covers every batch a
+/// librdkafka producer writes; on Kafka it costs a few milliseconds of skipped records.
+pub const RESUME_LOOKBACK: i64 = 10_000;
+
+/// The offset to fetch from to resume at `next` in a partition that starts at `low`.
+pub fn fetch_from(next: i64, low: i64) -> i64 {
+    next.saturating_sub(RESUME_LOOKBACK).max(low).min(next)
+}
+
+/// Keeps the expected end-of-partition events out of the error log.
+struct Quiet;
+
+impl ClientContext for Quiet {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::warn!(%error, reason, "kafka client error");
+        }
+    }
+}
+
+impl ConsumerContext for Quiet {}
+
+/// Per-partition progress inside a run.
+#[derive(Debug, Clone, Copy)]
+struct Position {
+    /// Next offset to land.
+    next: i64,
+    /// Fingerprint of the last record read.
+    check: Option<i64>,
+    /// Quarantine rows below this offset were committed already.
+    quarantined_until: i64,
+    /// Reached the end of the partition since the last record.
+    at_end: bool,
+}
+
+/// What a chunk of records decoded into.
+#[derive(Default)]
+struct Chunk {
+    records: u64,
+    rows: Vec<ReadingRow>,
+    quarantine: Vec<QuarantineRow>,
+}
+
+/// Runs one ingest: every partition up to its end.
+pub async fn ingest(cfg: &Config, lake: &Lake) -> Result<IngestSummary> {
+    let topic = Topics::new(&cfg.kafka).readings;
+    let timeout = cfg.batch.kafka_timeout.std();
+    let consumer: Arc<BaseConsumer<Quiet>> = Arc::new(
+        client_config(&cfg.kafka)
+            .set("group.id", "fjord-batch")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true")
+            .set("auto.offset.reset", "error")
+            .create_with_context(Quiet)
+            .map_err(|e| Error::Kafka(format!("cannot create a consumer: {e}")))?,
+    );
+    let (partitions, cluster) = {
+        let c = consumer.clone();
+        let topic = topic.clone();
+        tokio::task::spawn_blocking(move || discover(&c, &topic, timeout))
+            .await
+            .map_err(|e| Error::Kafka(format!("metadata task failed: {e}")))??
+    };
+    let mut summary = IngestSummary {
+        partitions: partitions.len(),
+        ..IngestSummary::default()
+    };
+    if partitions.is_empty() {
+        tracing::warn!(%topic, "the topic does not exist yet: nothing to ingest");
+        return Ok(summary);
+    }
+    let mut readings = lake.open(Table::Readings).await?;
+    let mut quarantine = lake.open(Table::Quarantine).await?;
+
+    // Where each partition resumes.
+    let mut positions: BTreeMap<i32, Position> = BTreeMap::new();
+    let mut lows: BTreeMap<i32, i64> = BTreeMap::new();
+    for &p in &partitions {
+        let id = offsets::app_id(&cluster, &topic, p);
+        let stored = commit::txn_version(&readings, "readings", &id).await?;
+        let check = commit::txn_version(
+            &readings,
+            "readings",
+            &offsets::check_app_id(&cluster, &topic, p),
+        )
+        .await?;
+        let (low, probe) = {
+            let c = consumer.clone();
+            let t = topic.clone();
+            tokio::task::spawn_blocking(move || probe(&c, &t, p, stored.map(|n| n - 1), timeout))
+                .await
+                .map_err(|e| Error::Kafka(format!("probe task failed: {e}")))??
+        };
+        lows.insert(p, low);
+        let start = offsets::decide(stored, check, probe, low);
+        let q_stored = commit::txn_version(&quarantine, "quarantine", &id).await?;
+        let position = match start {
+            Start::Beginning { reset } => {
+                if let Some(why) = reset {
+                    tracing::warn!(partition = p, %why, "reading the partition again from its beginning");
+                    summary.resets.push(format!("{topic}[{p}]: {why}"));
+                }
+                Position {
+                    next: low,
+                    check: None,
+                    quarantined_until: 0,
+                    at_end: false,
+                }
+            }
+            Start::At { offset, skipped } => {
+                if let Some((from, to)) = skipped {
+                    tracing::error!(
+                        partition = p,
+                        from,
+                        to,
+                        "records were deleted by Kafka retention before they were landed; raise \
+                         retention.ms or run the batch job more often"
+                    );
+                }
+                Position {
+                    next: offset,
+                    check,
+                    quarantined_until: q_stored.unwrap_or(0),
+                    at_end: false,
+                }
+            }
+        };
+        positions.insert(p, position);
+    }
+
+    let mut tpl = TopicPartitionList::new();
+    for (&p, pos) in &positions {
+        tpl.add_partition_offset(&topic, p, Offset::Offset(fetch_from(pos.next, lows[&p])))
+            .map_err(|e| Error::Kafka(e.to_string()))?;
+    }
+    consumer
+        .assign(&tpl)
+        .map_err(|e| Error::Kafka(format!("cannot assign {topic}: {e}")))?;
+
+    let decoder = Arc::new(Decoder {
+        topics: ReadingsTopics::new(&cfg.mapping)
+            .map_err(|e| Error::Config(format!("mapping: {e}")))?,
+        opts: cfg.readings.decode_options(),
+        topic: topic.clone(),
+    });
+    let max = cfg.batch.max_records_per_commit as usize;
+    loop {
+        let (chunk, pos) = {
+            let c = consumer.clone();
+            let d = decoder.clone();
+            let pos = positions.clone();
+            tokio::task::spawn_blocking(move || read_chunk(&c, &d, pos, max, timeout))
+                .await
+                .map_err(|e| Error::Kafka(format!("consumer task failed: {e}")))??
+        };
+        let moved: Vec<i32> = pos
+            .iter()
+            .filter(|(p, n)| positions.get(p).is_none_or(|o| o.next != n.next))
+            .map(|(p, _)| *p)
+            .collect();
+        summary.records += chunk.records;
+        if !moved.is_empty() {
+            land(
+                &mut readings,
+                &mut quarantine,
+                &cluster,
+                &topic,
+                chunk,
+                &positions,
+                &pos,
+                &moved,
+                &mut summary,
+            )
+            .await?;
+        }
+        positions = pos;
+        if positions.values().all(|p| p.at_end) {
+            break;
+        }
+    }
+    Ok(summary)
+}
+
+/// Commits one chunk: quarantine first, then readings with the offsets.
+#[allow(clippy::too_many_arguments)]
+async fn land(
+    readings: &mut DeltaTable,
+    quarantine: &mut DeltaTable,
+    cluster: &str,
+    topic: &str,
+    chunk: Chunk,
+    before: &BTreeMap<i32, Position>,
+    after: &BTreeMap<i32, Position>,
+    moved: &[i32],
+    summary: &mut IngestSummary,
+) -> Result<()> {
+    let Chunk {
+        mut rows,
+        quarantine: q_rows,
+        ..
+    } = chunk;
+    // Quarantine rows not committed by an earlier, interrupted run.
+    let q_rows: Vec<QuarantineRow> = q_rows
+        .into_iter()
+        .filter(|r| {
+            let p = r.origin.partition.unwrap_or(-1);
+            let from = before.get(&p).map_or(0, |pos| pos.quarantined_until);
+            r.origin.offset.unwrap_or(0) >= from
+        })
+        .collect();
+    if !q_rows.is_empty() {
+        let q_partitions: BTreeSet<i32> =
+            q_rows.iter().filter_map(|r| r.origin.partition).collect();
+        let txns = q_partitions
+            .iter()
+            .filter_map(|p| {
+                after
+                    .get(p)
+                    .map(|pos| Transaction::new(offsets::app_id(cluster, topic, *p), pos.next))
+            })
+            .collect();
+        let n = q_rows.len() as u64;
+        let a = commit::append(
+            quarantine,
+            "quarantine",
+            vec![quarantine_batch(&q_rows)],
+            txns,
+            "ingest",
+        )
+        .await?;
+        summary.quarantined += n;
+        count(summary, a);
+    }
+
+    let existing = match dedup::extent(&rows) {
+        Some((dates, min, max)) => query::existing_keys(readings, &dates, min, max).await?,
+        None => Default::default(),
+    };
+    summary.duplicates += dedup::dedup(&mut rows, &existing) as u64;
+    let mut builder = ReadingsBuilder::with_capacity(rows.len());
+    for r in &rows {
+        builder.push(&r.reading, &r.origin);
+    }
+    let mut txns = Vec::new();
+    for p in moved {
+        let pos = after[p];
+        txns.push(Transaction::new(
+            offsets::app_id(cluster, topic, *p),
+            pos.next,
+        ));
+        if let Some(check) = pos.check {
+            txns.push(Transaction::new(
+                offsets::check_app_id(cluster, topic, *p),
+                check,
+            ));
+        }
+    }
+    let a = commit::append(readings, "readings", vec![builder.finish()], txns, "ingest").await?;
+    summary.rows += rows.len() as u64;
+    count(summary, a);
+    tracing::info!(
+        rows = rows.len(),
+        total_rows = summary.rows,
+        records = summary.records,
+        version = a.version,
+        "landed a chunk of readings"
+    );
+    Ok(())
+}
+
+fn count(summary: &mut IngestSummary, a: Appended) {
+    if a.version.is_some() {
+        summary.commits += 1;
+    }
+    summary.files += a.files;
+    summary.bytes += a.bytes;
+}
+
+/// The partitions of `topic` (empty when it does not exist) and the cluster id.
+fn discover(
+    consumer: &BaseConsumer<Quiet>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<(Vec<i32>, String)> {
+    let md = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|e| Error::Kafka(format!("cannot read the metadata of {topic}: {e}")))?;
+    let partitions = md
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    let cluster = consumer
+        .client()
+        .fetch_cluster_id(timeout)
+        .unwrap_or_else(|| "unknown-cluster".to_owned());
+    Ok((partitions, cluster))
+}
+
+/// The log start offset of `partition` and what is at `offset` (the last one landed), if any.
+fn probe(
+    consumer: &BaseConsumer<Quiet>,
+    topic: &str,
+    partition: i32,
+    offset: Option<i64>,
+    timeout: Duration,
+) -> Result<(i64, Option<Probe>)> {
+    let (low, _high) = consumer
+        .fetch_watermarks(topic, partition, timeout)
+        .map_err(|e| {
+            Error::Kafka(format!(
+                "cannot read the offsets of {topic}[{partition}]: {e}"
+            ))
+        })?;
+    let Some(offset) = offset.filter(|o| *o >= 0) else {
+        return Ok((low, None));
+    };
+    if offset < low {
+        return Ok((low, Some(Probe::Deleted)));
+    }
+    // The high watermark is not trusted (tansu 0.6 under-reports it): fetch and see, from a
+    // little before (see RESUME_LOOKBACK).
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(fetch_from(offset, low)))
+        .map_err(|e| Error::Kafka(e.to_string()))?;
+    consumer
+        .assign(&tpl)
+        .map_err(|e| Error::Kafka(format!("cannot assign {topic}[{partition}]: {e}")))?;
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) if m.partition() == partition && m.offset() < offset => {}
+            Some(Ok(m)) if m.partition() == partition => {
+                let found = if m.offset() == offset {
+                    Probe::Found(offsets::fingerprint(
+                        m.key(),
+                        m.payload(),
+                        m.timestamp().to_millis(),
+                    ))
+                } else {
+                    // A gap (e.g. transaction markers): the record itself is gone.
+                    Probe::Deleted
+                };
+                return Ok((low, Some(found)));
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) if p == partition => {
+                return Ok((low, Some(Probe::PastEnd)));
+            }
+            Some(Err(KafkaError::MessageConsumption(
+                rdkafka::types::RDKafkaErrorCode::OffsetOutOfRange,
+            ))) => {
+                return Ok((low, Some(Probe::PastEnd)));
+            }
+            Some(Err(e)) => tracing::debug!(error = %e, "while probing"),
+            _ => {}
+        }
+    }
+    Err(Error::Kafka(format!(
+        "no answer from {topic}[{partition}] at offset {offset} within {timeout:?}"
+    )))
+}
+
+/// Turns Kafka records into rows.
+struct Decoder {
+    topics: ReadingsTopics,
+    opts: DecodeOptions,
+    topic: String,
+}
+
+impl Decoder {
+    fn decode(&self, m: &BorrowedMessage<'_>, chunk: &mut Chunk) {
+        let mut headers = RecordHeaders::default();
+        if let Some(hs) = m.headers() {
+            for h in hs.iter() {
+                let text = h.value.and_then(|v| std::str::from_utf8(v).ok());
+                match h.key {
+                    HEADER_MQTT_TOPIC => headers.mqtt_topic = text,
+                    HEADER_RECEIVED_AT => headers.received_at = text,
+                    HEADER_CONTENT_TYPE => headers.content_type = text,
+                    _ => {}
+                }
+            }
+        }
+        let payload = m.payload().unwrap_or_default();
+        let origin = Origin {
+            mqtt_topic: headers.mqtt_topic.map(str::to_owned),
+            received_at: headers.received_at.and_then(|t| parse_rfc3339(t).ok()),
+            partition: Some(m.partition()),
+            offset: Some(m.offset()),
+        };
+        match decode_record(&self.topics, &headers, payload, &self.opts) {
+            Ok(reading) => chunk.rows.push(ReadingRow { reading, origin }),
+            Err(e) => chunk.quarantine.push(QuarantineRow {
+                raw: payload.to_vec(),
+                reason: e.reason().to_owned(),
+                error: e.to_string(),
+                source: self.topic.clone(),
+                seen_at: origin.received_at.unwrap_or_else(now_ms),
+                origin,
+            }),
+        }
+    }
+}
+
+/// Reads until `max` records, or until every partition is at its end.
+fn read_chunk(
+    consumer: &BaseConsumer<Quiet>,
+    decoder: &Decoder,
+    mut positions: BTreeMap<i32, Position>,
+    max: usize,
+    timeout: Duration,
+) -> Result<(Chunk, BTreeMap<i32, Position>)> {
+    let mut chunk = Chunk::default();
+    let mut last_progress = Instant::now();
+    while (chunk.records as usize) < max && !positions.values().all(|p| p.at_end) {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                last_progress = Instant::now();
+                let Some(pos) = positions.get_mut(&m.partition()) else {
+                    continue;
+                };
+                if m.offset() < pos.next {
+                    continue;
+                }
+                pos.next = m.offset() + 1;
+                pos.check = Some(offsets::fingerprint(
+                    m.key(),
+                    m.payload(),
+                    m.timestamp().to_millis(),
+                ));
+                pos.at_end = false;
+                chunk.records += 1;
+                decoder.decode(&m, &mut chunk);
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                last_progress = Instant::now();
+                if let Some(pos) = positions.get_mut(&p) {
+                    pos.at_end = true;
+                }
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "reading fjord.readings");
+            }
+            None => {
+                if last_progress.elapsed() > timeout {
+                    return Err(Error::Kafka(format!(
+                        "no progress reading {} for {timeout:?} (is Kafka up?)",
+                        decoder.topic
+                    )));
+                }
+            }
+        }
+    }
+    Ok((chunk, positions))
+}

@@ -1,0 +1,164 @@
+//! The lake: Delta tables under one object-store URL (SPEC §6). Opens a table, creating it with
+//! its SPEC schema and `date` partitioning the first time, on `file://` or `s3://` alike.
+
+use std::collections::{BTreeMap, HashMap};
+
+use arrow::datatypes::SchemaRef;
+use deltalake::kernel::StructType;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableBuilder};
+use url::Url;
+
+use crate::error::{Error, Result};
+
+/// A table of the lake, with its schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Table {
+    /// `readings` (SPEC §6).
+    Readings,
+    /// `quarantine`: records that failed decoding.
+    Quarantine,
+    /// The 1-minute batch view.
+    Occupancy1m,
+    /// The 10-minute batch view.
+    Occupancy10m,
+    /// Internal: each space's last reading at the end of each day, carried into the next day by
+    /// the views job.
+    SpaceState,
+}
+
+impl Table {
+    /// The table's directory under the lake root.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Readings => "readings",
+            Table::Quarantine => "quarantine",
+            Table::Occupancy1m => "occupancy_1m",
+            Table::Occupancy10m => "occupancy_10m",
+            Table::SpaceState => "_space_state",
+        }
+    }
+
+    /// The Arrow schema.
+    pub fn schema(self) -> SchemaRef {
+        match self {
+            Table::Readings => fjord_core::schema::readings(),
+            Table::Quarantine => fjord_core::schema::quarantine(),
+            Table::Occupancy1m | Table::Occupancy10m => fjord_core::schema::occupancy(),
+            Table::SpaceState => crate::views::state_schema(),
+        }
+    }
+}
+
+/// Where the lake is and how to reach it.
+#[derive(Debug, Clone)]
+pub struct Lake {
+    root: Url,
+    options: HashMap<String, String>,
+}
+
+impl Lake {
+    /// The lake at `url` (`file:///…` or `s3://bucket/prefix`) with object-store `options`.
+    pub fn new(url: &str, options: &BTreeMap<String, String>) -> Result<Self> {
+        let mut root = Url::parse(url)
+            .map_err(|e| Error::Config(format!("lake url {url:?} is not a URL: {e}")))?;
+        if !matches!(root.scheme(), "file" | "s3" | "s3a" | "memory") {
+            return Err(Error::Config(format!(
+                "lake url {url:?}: only file:// and s3:// are supported"
+            )));
+        }
+        if !root.path().ends_with('/') {
+            let path = format!("{}/", root.path());
+            root.set_path(&path);
+        }
+        if root.scheme() == "file" {
+            let dir = root
+                .to_file_path()
+                .map_err(|()| Error::Config(format!("lake url {url:?} is not a local path")))?;
+            std::fs::create_dir_all(&dir).map_err(|e| Error::Input {
+                path: dir.display().to_string(),
+                reason: format!("cannot create the lake directory: {e}"),
+            })?;
+        }
+        Ok(Self {
+            root,
+            options: options
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        })
+    }
+
+    /// The root URL (ends with `/`).
+    pub fn root(&self) -> &Url {
+        &self.root
+    }
+
+    /// The URL of `table`.
+    pub fn table_url(&self, table: Table) -> Url {
+        // `root` ends with '/', so joining a plain name cannot fail or escape it.
+        self.root
+            .join(&format!("{}/", table.name()))
+            .unwrap_or_else(|_| self.root.clone())
+    }
+
+    /// Opens `table` at its latest version, or `None` when it was never written.
+    pub async fn open_existing(&self, table: Table) -> Result<Option<DeltaTable>> {
+        let name = table.name();
+        if let Ok(dir) = self.table_url(table).to_file_path()
+            && !dir.join("_delta_log").is_dir()
+        {
+            return Ok(None);
+        }
+        let mut t = DeltaTableBuilder::from_url(self.table_url(table))
+            .map_err(|e| Error::delta(name, e))?
+            .with_storage_options(self.options.clone())
+            .build()
+            .map_err(|e| Error::delta(name, e))?;
+        match t.load().await {
+            Ok(()) => Ok(Some(t)),
+            Err(deltalake::DeltaTableError::NotATable(_)) => Ok(None),
+            Err(e) => Err(Error::delta(name, e)),
+        }
+    }
+
+    /// Opens `table`, creating it (empty, partitioned by `date`) when it does not exist yet.
+    /// Two jobs creating it at once is fine: the loser opens what the winner created.
+    pub async fn open(&self, table: Table) -> Result<DeltaTable> {
+        if let Some(t) = self.open_existing(table).await? {
+            return Ok(t);
+        }
+        let name = table.name();
+        if let Ok(dir) = self.table_url(table).to_file_path() {
+            std::fs::create_dir_all(&dir).map_err(|e| Error::Input {
+                path: dir.display().to_string(),
+                reason: format!("cannot create the table directory: {e}"),
+            })?;
+        }
+        let schema: StructType = table
+            .schema()
+            .as_ref()
+            .try_into_kernel()
+            .map_err(|e| Error::Config(format!("schema of {name}: {e}")))?;
+        let created = DeltaTable::try_from_url_with_storage_options(
+            self.table_url(table),
+            self.options.clone(),
+        )
+        .await
+        .map_err(|e| Error::delta(name, e))?
+        .create()
+        .with_table_name(name)
+        .with_columns(schema.fields().cloned())
+        .with_partition_columns(["date"])
+        .with_save_mode(SaveMode::Ignore)
+        .await;
+        match created {
+            Ok(t) => Ok(t),
+            Err(e) => match self.open_existing(table).await? {
+                Some(t) => Ok(t),
+                None => Err(Error::delta(name, e)),
+            },
+        }
+    }
+}

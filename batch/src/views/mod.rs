@@ -1,0 +1,446 @@
+//! `fjord batch views`: recomputes `occupancy_1m` and `occupancy_10m` for the dates whose readings
+//! changed since the last run, and records the batch high-water mark (SPEC §4.1, §4.3).
+//!
+//! Bookkeeping lives in the views tables themselves, as Delta application transactions committed
+//! with the rows: `fjord:views:readings-version` (the `readings` version the views reflect) and
+//! `fjord:views:hwm` (epoch ms; batch rows are authoritative for windows ending at or before it).
+//! The dates to recompute are those whose files changed in the `readings` log since that version
+//! (compaction commits excluded), plus the day of the previous high-water mark when it moved. Each
+//! recomputed day starts from the state its spaces carried over midnight, kept per day in the
+//! internal table `_space_state`; days after a recomputed one are recomputed too, up to the
+//! high-water mark, because the state they start from may have changed.
+
+pub mod compute;
+pub mod log;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMicrosecondType};
+use deltalake::DeltaTable;
+use deltalake::kernel::Transaction;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::protocol::SaveMode;
+use fjord_core::config::Config;
+use fjord_core::lots::LotsRegistry;
+use fjord_core::time::{TimestampMs, epoch_day, format_date, now_ms};
+
+use crate::commit::{self, OPERATION_KEY};
+use crate::error::{Error, Result};
+use crate::lake::{Lake, Table};
+use crate::query;
+use crate::rows::occupancy_batch;
+use compute::{DayReading, SpaceEnd, compute_day};
+
+/// Application id of the `readings` version the views reflect.
+pub const READINGS_VERSION_APP_ID: &str = "fjord:views:readings-version";
+/// Application id of the batch high-water mark (epoch ms).
+pub const HWM_APP_ID: &str = "fjord:views:hwm";
+/// Days written per commit of the views tables.
+const DAYS_PER_COMMIT: i32 = 31;
+
+/// What a run of `fjord batch views` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ViewsSummary {
+    /// Days recomputed.
+    pub days: u32,
+    /// Rows written to `occupancy_1m`.
+    pub rows_1m: u64,
+    /// Rows written to `occupancy_10m`.
+    pub rows_10m: u64,
+    /// Readings read.
+    pub readings: u64,
+    /// The high-water mark after the run.
+    pub hwm: Option<TimestampMs>,
+    /// The `readings` version the views now reflect.
+    pub readings_version: Option<i64>,
+}
+
+static STATE_SCHEMA: std::sync::LazyLock<SchemaRef> = std::sync::LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("lot_id", DataType::Utf8, false),
+        Field::new("space_id", DataType::Utf8, false),
+        Field::new("ts", fjord_core::schema::timestamp_type(), false),
+        Field::new("occupied", DataType::Boolean, false),
+        Field::new("date", DataType::Date32, false),
+    ]))
+});
+
+/// Schema of `_space_state`: each space's last reading as of the end of `date`.
+pub fn state_schema() -> SchemaRef {
+    STATE_SCHEMA.clone()
+}
+
+/// The batch high-water mark for landed readings up to `max_ts`: everything at least the
+/// out-of-orderness bound plus the allowed lateness older, never in the wall-clock future,
+/// aligned down to the 10-minute windows so both views end at the same instant.
+pub fn high_water_mark(max_ts: TimestampMs, now: TimestampMs, slack_ms: i64) -> TimestampMs {
+    let t = max_ts.min(now).saturating_sub(slack_ms);
+    t.div_euclid(compute::SIZES_MS[1]) * compute::SIZES_MS[1]
+}
+
+/// Runs the views job once.
+pub async fn views(cfg: &Config, lake: &Lake) -> Result<ViewsSummary> {
+    let mut summary = ViewsSummary::default();
+    let Some(readings) = lake.open_existing(Table::Readings).await? else {
+        tracing::info!("no readings table yet: nothing to compute");
+        return Ok(summary);
+    };
+    let Some(rv) = readings.version() else {
+        return Ok(summary);
+    };
+    let rv = i64::try_from(rv).unwrap_or(i64::MAX);
+    let mut state = lake.open(Table::SpaceState).await?;
+    let mut o10 = lake.open(Table::Occupancy10m).await?;
+    let mut o1 = lake.open(Table::Occupancy1m).await?;
+
+    let mut processed: Option<i64> = Some(i64::MAX);
+    for (t, name) in [
+        (&state, "_space_state"),
+        (&o10, "occupancy_10m"),
+        (&o1, "occupancy_1m"),
+    ] {
+        let v = commit::txn_version(t, name, READINGS_VERSION_APP_ID).await?;
+        processed = match (processed, v) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            _ => None,
+        };
+    }
+    let old_hwm = commit::txn_version(&o1, "occupancy_1m", HWM_APP_ID).await?;
+    summary.readings_version = processed;
+    summary.hwm = old_hwm;
+
+    let all_dates = partition_dates(&readings)?;
+    let (Some(&first_date), Some(&last_date)) = (all_dates.first(), all_dates.last()) else {
+        return Ok(summary);
+    };
+    let touched: BTreeSet<i32> = match processed {
+        Some(p) if p >= rv => BTreeSet::new(),
+        Some(p) => match touched_since(&readings, p, rv).await? {
+            Some(t) => t,
+            None => all_dates.iter().copied().collect(),
+        },
+        None => all_dates.iter().copied().collect(),
+    };
+
+    let ctx = query::session(&[("readings", &readings)]).await?;
+    let max_ts = {
+        let sql = format!(
+            "SELECT max(ts) FROM readings WHERE date = {}",
+            query::date_list(&[last_date])
+        );
+        query::scalar_i64(&query::collect(&ctx, "readings", &sql).await?)?.map(|us| us / 1000)
+    };
+    let slack =
+        cfg.stream.out_of_orderness.as_millis_i64() + cfg.stream.allowed_lateness.as_millis_i64();
+    let new_hwm = max_ts
+        .map(|m| high_water_mark(m, now_ms(), slack))
+        .into_iter()
+        .chain(old_hwm)
+        .max();
+    let Some(hwm) = new_hwm else {
+        return Ok(summary);
+    };
+    let mut dates = touched;
+    if let Some(old) = old_hwm
+        && hwm > old
+    {
+        dates.insert(epoch_day(old));
+    }
+    let last = epoch_day(hwm - 1);
+    let Some(&first) = dates.iter().find(|d| **d <= last) else {
+        tracing::info!(hwm = %fjord_core::time::format_rfc3339_ms(hwm), "views are up to date");
+        if processed != Some(rv) {
+            record_only(
+                &mut [
+                    (&mut state, "_space_state"),
+                    (&mut o10, "occupancy_10m"),
+                    (&mut o1, "occupancy_1m"),
+                ],
+                rv,
+                hwm,
+            )
+            .await?;
+        }
+        summary.readings_version = Some(rv);
+        return Ok(summary);
+    };
+    let first = first.max(first_date);
+
+    let registry = cfg.lots_registry()?;
+    let (mut carried, first) = {
+        let state_ctx = query::session(&[("space_state", &state)]).await?;
+        let carried = load_state(&state_ctx, first - 1).await?;
+        if carried.is_empty() && first_date < first {
+            tracing::warn!(
+                "no carried state for {}: recomputing from the first date, {}",
+                format_date(first - 1),
+                format_date(first_date)
+            );
+            (Vec::new(), first_date)
+        } else {
+            (carried, first)
+        }
+    };
+    tracing::info!(
+        from = %format_date(first),
+        to = %format_date(last),
+        hwm = %fjord_core::time::format_rfc3339_ms(hwm),
+        "recomputing batch views"
+    );
+
+    let mut day = first;
+    while day <= last {
+        let chunk_last = (day + DAYS_PER_COMMIT - 1).min(last);
+        let mut w1m = Vec::new();
+        let mut w10m = Vec::new();
+        let mut ends: Vec<(i32, Vec<SpaceEnd>)> = Vec::new();
+        for d in day..=chunk_last {
+            let day_readings = load_day(&ctx, d).await?;
+            summary.readings += day_readings.len() as u64;
+            let v = compute_day(d, hwm, &carried, &day_readings, &|lot| {
+                capacity(&registry, lot)
+            });
+            w1m.extend(v.w1m);
+            w10m.extend(v.w10m);
+            if let Some(end) = v.end {
+                carried = end.clone();
+                ends.push((d, end));
+            }
+            summary.days += 1;
+        }
+        let final_chunk = chunk_last == last;
+        let txns = if final_chunk {
+            vec![
+                Transaction::new(READINGS_VERSION_APP_ID, rv),
+                Transaction::new(HWM_APP_ID, hwm),
+            ]
+        } else {
+            Vec::new()
+        };
+        let state_batch = state_batch(&ends);
+        replace_days(
+            &mut state,
+            "_space_state",
+            state_batch,
+            day,
+            chunk_last,
+            &txns,
+        )
+        .await?;
+        summary.rows_10m += w10m.len() as u64;
+        replace_days(
+            &mut o10,
+            "occupancy_10m",
+            occupancy_batch(&w10m),
+            day,
+            chunk_last,
+            &txns,
+        )
+        .await?;
+        summary.rows_1m += w1m.len() as u64;
+        replace_days(
+            &mut o1,
+            "occupancy_1m",
+            occupancy_batch(&w1m),
+            day,
+            chunk_last,
+            &txns,
+        )
+        .await?;
+        day = chunk_last + 1;
+    }
+    summary.hwm = Some(hwm);
+    summary.readings_version = Some(rv);
+    Ok(summary)
+}
+
+fn capacity(registry: &LotsRegistry, lot: &str) -> Option<u32> {
+    registry.capacity(lot)
+}
+
+/// The distinct `date` partitions of a table, from its file list (no data is read).
+pub fn partition_dates(table: &DeltaTable) -> Result<Vec<i32>> {
+    let snapshot = table.snapshot().map_err(|e| Error::delta("readings", e))?;
+    let mut dates: Vec<i32> = snapshot
+        .log_data()
+        .iter()
+        .filter_map(|f| {
+            f.partition_values_map()
+                .get("date")
+                .cloned()
+                .flatten()
+                .and_then(|d| log::parse_date(&d))
+        })
+        .collect();
+    dates.sort_unstable();
+    dates.dedup();
+    Ok(dates)
+}
+
+/// Dates touched by the commits after `from` up to `to`; `None` when a commit file is gone
+/// (log clean-up), so everything must be recomputed.
+async fn touched_since(table: &DeltaTable, from: i64, to: i64) -> Result<Option<BTreeSet<i32>>> {
+    let store = table.log_store();
+    let mut dates = BTreeSet::new();
+    for v in (from + 1)..=to {
+        let Some(bytes) = store
+            .read_commit_entry(u64::try_from(v).unwrap_or(0))
+            .await
+            .map_err(|e| Error::delta("readings", e))?
+        else {
+            return Ok(None);
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        match log::touched_dates(&text) {
+            Ok(Some(d)) => dates.extend(d),
+            Ok(None) => {}
+            Err(why) => {
+                tracing::warn!(version = v, %why, "cannot read a readings commit: recomputing all dates");
+                return Ok(None);
+            }
+        }
+    }
+    Ok(Some(dates))
+}
+
+async fn load_day(ctx: &datafusion::prelude::SessionContext, day: i32) -> Result<Vec<DayReading>> {
+    let sql = format!(
+        "SELECT lot_id, space_id, ts, occupied FROM readings WHERE date = {}",
+        query::date_list(&[day])
+    );
+    let mut out = Vec::new();
+    for b in query::collect(ctx, "readings", &sql).await? {
+        let lots = query::string_column(&b, 0)?;
+        let spaces = query::string_column(&b, 1)?;
+        let ts = b.column(2).as_primitive::<TimestampMicrosecondType>();
+        let occ = b.column(3).as_boolean();
+        for i in 0..b.num_rows() {
+            out.push(DayReading {
+                lot_id: lots.value(i).to_owned(),
+                space_id: spaces.value(i).to_owned(),
+                ts: ts.value(i) / 1000,
+                occupied: occ.value(i),
+            });
+        }
+    }
+    Ok(out)
+}
+
+async fn load_state(ctx: &datafusion::prelude::SessionContext, day: i32) -> Result<Vec<SpaceEnd>> {
+    let sql = format!(
+        "SELECT lot_id, space_id, ts, occupied FROM space_state WHERE date = {}",
+        query::date_list(&[day])
+    );
+    let mut out = Vec::new();
+    for b in query::collect(ctx, "_space_state", &sql).await? {
+        let lots = query::string_column(&b, 0)?;
+        let spaces = query::string_column(&b, 1)?;
+        let ts = b.column(2).as_primitive::<TimestampMicrosecondType>();
+        let occ = b.column(3).as_boolean();
+        for i in 0..b.num_rows() {
+            if lots.is_null(i) {
+                continue;
+            }
+            out.push(SpaceEnd {
+                lot_id: lots.value(i).to_owned(),
+                space_id: spaces.value(i).to_owned(),
+                ts: ts.value(i) / 1000,
+                occupied: occ.value(i),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn state_batch(ends: &[(i32, Vec<SpaceEnd>)]) -> RecordBatch {
+    use arrow::array::{BooleanBuilder, Date32Builder, StringBuilder, TimestampMicrosecondBuilder};
+    let mut lot = StringBuilder::new();
+    let mut space = StringBuilder::new();
+    let mut ts = TimestampMicrosecondBuilder::new().with_timezone("UTC");
+    let mut occ = BooleanBuilder::new();
+    let mut date = Date32Builder::new();
+    for (d, rows) in ends {
+        for r in rows {
+            lot.append_value(&r.lot_id);
+            space.append_value(&r.space_id);
+            ts.append_value(r.ts * 1000);
+            occ.append_value(r.occupied);
+            date.append_value(*d);
+        }
+    }
+    RecordBatch::try_new(
+        state_schema(),
+        vec![
+            Arc::new(lot.finish()),
+            Arc::new(space.finish()),
+            Arc::new(ts.finish()),
+            Arc::new(occ.finish()),
+            Arc::new(date.finish()),
+        ],
+    )
+    .unwrap_or_else(|e| unreachable!("state batch does not match its schema: {e}"))
+}
+
+/// Atomically replaces the partitions `first..=last` of `table` with `batch`.
+async fn replace_days(
+    table: &mut DeltaTable,
+    name: &str,
+    batch: RecordBatch,
+    first: i32,
+    last: i32,
+    txns: &[Transaction],
+) -> Result<()> {
+    let predicate = format!(
+        "date >= '{}' AND date <= '{}'",
+        format_date(first),
+        format_date(last)
+    );
+    let props = CommitProperties::default()
+        .with_application_transactions(txns.to_vec())
+        .with_metadata([(OPERATION_KEY.to_owned(), serde_json::json!("views"))]);
+    let written = table
+        .clone()
+        .write(vec![batch])
+        .with_save_mode(SaveMode::Overwrite)
+        .with_replace_where(predicate)
+        .with_commit_properties(props)
+        .await
+        .map_err(|e| Error::delta(name, e))?;
+    *table = written;
+    Ok(())
+}
+
+/// Records the readings version and high-water mark without rewriting anything.
+async fn record_only(tables: &mut [(&mut DeltaTable, &str)], rv: i64, hwm: i64) -> Result<()> {
+    for (t, name) in tables.iter_mut() {
+        commit::append(
+            t,
+            name,
+            Vec::new(),
+            vec![
+                Transaction::new(READINGS_VERSION_APP_ID, rv),
+                Transaction::new(HWM_APP_ID, hwm),
+            ],
+            "views",
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_high_water_mark_trails_the_data_and_the_clock() {
+        let m = 10 * 60_000;
+        // 65 s of slack, aligned down to 10 minutes.
+        assert_eq!(high_water_mark(3 * m + 70_000, i64::MAX, 65_000), 3 * m);
+        assert_eq!(high_water_mark(3 * m + 60_000, i64::MAX, 65_000), 2 * m);
+        // A device clock in the future does not move it past now.
+        assert_eq!(high_water_mark(100 * m, 5 * m + 70_000, 65_000), 5 * m);
+    }
+}
