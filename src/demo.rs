@@ -39,8 +39,15 @@ struct Endpoints {
     mqtt: MqttEndpoint,
     kafka: KafkaEndpoint,
     http: HttpEndpoint,
+    lake: LakeEndpoint,
     /// Components accepted on the command line that are not built yet (no endpoint to give).
     not_built_yet: Vec<&'static str>,
+}
+
+#[derive(Debug, Serialize)]
+struct LakeEndpoint {
+    url: String,
+    batch_every: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -67,8 +74,7 @@ struct HttpEndpoint {
 }
 
 /// Components of the demo that later issues add; each is named at start-up until it lands.
-const NOT_BUILT: [&str; 3] = [
-    "batch scheduler",
+const NOT_BUILT: [&str; 2] = [
     "query server (SQL over HTTP, Postgres wire, Flight SQL)",
     "dashboard",
 ];
@@ -187,6 +193,27 @@ pub async fn run(args: DemoArgs, mut config: Config, metrics: Metrics) -> anyhow
         ))
     };
 
+    // The batch layer: `batch run` every --batch-every on the lake in the data dir.
+    let lake_url = config.lake_url();
+    let batch = {
+        let lake = fjord_batch::Lake::new(&lake_url, &config.lake.storage_options)?;
+        let batch_metrics = fjord_batch::BatchMetrics::new(&metrics)?;
+        let every = args.batch_every.as_millis_i64().max(1000);
+        let config = config.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            fjord_batch::run_scheduled(
+                &config,
+                &lake,
+                &fjord_batch::Job::Run,
+                &fjord_batch::Schedule::Every(every),
+                Some(&batch_metrics),
+                stop,
+            )
+            .await
+        })
+    };
+
     // The device simulator.
     let simulator = (!args.no_simulate).then(|| {
         let opts = SimulateOptions {
@@ -226,6 +253,10 @@ pub async fn run(args: DemoArgs, mut config: Config, metrics: Metrics) -> anyhow
             metrics: format!("http://{http_listen}/metrics"),
             token: token.clone(),
         },
+        lake: LakeEndpoint {
+            url: lake_url,
+            batch_every: args.batch_every.to_string(),
+        },
         not_built_yet: NOT_BUILT.to_vec(),
     };
     let endpoints_path = args.data_dir.join("endpoints.json");
@@ -264,6 +295,8 @@ pub async fn run(args: DemoArgs, mut config: Config, metrics: Metrics) -> anyhow
         Ok(Ok(Err(e))) => tracing::error!(error = %e, "stream processor failed"),
         _ => tracing::warn!("stream processor did not stop in time"),
     }
+    // A batch run in progress is cut short: the lake only ever sees whole commits.
+    batch.abort();
     let _ = tokio::time::timeout(Duration::from_secs(5), http_task).await;
     let _ = std::fs::remove_file(&endpoints_path);
     // The embedded cluster is in memory and discarded with the process. Destroying it explicitly
@@ -347,6 +380,10 @@ fn print_banner(args: &DemoArgs, e: &Endpoints, endpoints_path: &Path, lots: usi
         e.kafka.topics.readings, e.kafka.topics.occupancy, e.kafka.topics.live
     ));
     out.push_str(&format!(
+        "  Batch         {} → {}  (readings, occupancy_1m, occupancy_10m; every {})\n",
+        e.kafka.topics.readings, e.lake.url, e.lake.batch_every
+    ));
+    out.push_str(&format!(
         "  HTTP ingest   POST {}parking/<lot>/<space>  (Authorization: Bearer {})\n",
         e.http.ingest, e.http.token
     ));
@@ -369,7 +406,6 @@ fn print_banner(args: &DemoArgs, e: &Endpoints, endpoints_path: &Path, lots: usi
         args.webhook_secret
             .as_ref()
             .map(|_| "--webhook-secret".to_owned()),
-        Some(format!("--batch-every {}", args.batch_every)),
         Some(format!(
             "--pg-port {} --flight-port {}",
             args.pg_port, args.flight_port

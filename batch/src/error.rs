@@ -58,23 +58,20 @@ impl Error {
     /// Wraps a delta-rs error for `table`, telling conflicts apart.
     pub fn delta(table: &str, source: deltalake::DeltaTableError) -> Self {
         use deltalake::DeltaTableError as D;
-        match &source {
-            D::Transaction { source: t } => {
-                let detail = t.to_string();
-                if detail.contains("oncurrent") || detail.contains("conflict") {
-                    return Error::Conflict {
-                        table: table.into(),
-                        detail,
-                    };
-                }
-            }
-            D::VersionAlreadyExists(v) => {
-                return Error::Conflict {
-                    table: table.into(),
-                    detail: format!("version {v} already exists"),
-                };
-            }
-            _ => {}
+        use deltalake::kernel::transaction::TransactionError as T;
+        let conflict = match &source {
+            D::Transaction { source: t } => matches!(
+                t,
+                T::CommitConflict(_) | T::MaxCommitAttempts(_) | T::VersionAlreadyExists(_)
+            ),
+            D::VersionAlreadyExists(_) => true,
+            _ => false,
+        };
+        if conflict {
+            return Error::Conflict {
+                table: table.into(),
+                detail: source.to_string(),
+            };
         }
         Error::Delta {
             table: table.into(),

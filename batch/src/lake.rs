@@ -141,12 +141,11 @@ impl Lake {
             .as_ref()
             .try_into_kernel()
             .map_err(|e| Error::Config(format!("schema of {name}: {e}")))?;
-        let created = DeltaTable::try_from_url_with_storage_options(
-            self.table_url(table),
-            self.options.clone(),
-        )
-        .await
-        .map_err(|e| Error::delta(name, e))?
+        let created = DeltaTableBuilder::from_url(self.table_url(table))
+            .map_err(|e| Error::delta(name, e))?
+            .with_storage_options(self.options.clone())
+            .build()
+            .map_err(|e| Error::delta(name, e))?
         .create()
         .with_table_name(name)
         .with_columns(schema.fields().cloned())

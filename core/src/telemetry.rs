@@ -17,7 +17,8 @@ use crate::{Error, Result};
 /// Directives added to the configured level: the embedded MQTT broker logs every connection at
 /// `info`, and every ordinary disconnect as an error of its router, which would drown fjord's own
 /// lines. (Its warnings about dropped messages, target `rumqttd::segments`, stay visible.)
-const QUIET_DEPENDENCIES: &str = "rumqttd=warn,rumqttd::router::routing=off";
+const QUIET_DEPENDENCIES: &str = "rumqttd=warn,rumqttd::router::routing=off,buoyant_kernel=warn,\
+buoyant_kernel_engine=warn,deltalake_core=warn,deltalake_aws=warn,datafusion=warn,object_store=warn";
 
 /// An extra `tracing` layer installed with the log output (e.g. one that turns a dependency's log
 /// events into a metric). It sees the events the log filter lets through.

@@ -24,6 +24,11 @@ pub struct Tansu {
 impl Tansu {
     /// Starts a broker and waits until it answers a metadata request.
     pub fn start() -> Result<Self> {
+        Self::start_with_cluster_id("tansu_cluster")
+    }
+
+    /// [`Tansu::start`] with a given Kafka cluster id (tansu's default is `tansu_cluster`).
+    pub fn start_with_cluster_id(cluster_id: &str) -> Result<Self> {
         let bin = find_binary("tansu", INSTALL)?;
         let dir = super::temp_dir();
         // A port found free can be taken before tansu binds it; try a few.
@@ -31,7 +36,12 @@ impl Tansu {
         loop {
             attempt += 1;
             let port = free_port();
-            match Self::start_on(&bin, port, dir.path().join(format!("tansu-{port}.log"))) {
+            match Self::start_on(
+                &bin,
+                port,
+                cluster_id,
+                dir.path().join(format!("tansu-{port}.log")),
+            ) {
                 Ok(process) => {
                     return Ok(Self {
                         process,
@@ -45,11 +55,17 @@ impl Tansu {
         }
     }
 
-    fn start_on(bin: &std::path::Path, port: u16, log: PathBuf) -> Result<ServerProcess> {
+    fn start_on(
+        bin: &std::path::Path,
+        port: u16,
+        cluster_id: &str,
+        log: PathBuf,
+    ) -> Result<ServerProcess> {
         let url = format!("tcp://127.0.0.1:{port}");
         let mut cmd = Command::new(bin);
         cmd.args(["broker", "--storage-engine", "memory://tansu/"])
             .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--cluster-id", cluster_id])
             .env(
                 "RUST_LOG",
                 std::env::var("FJORD_TANSU_LOG").unwrap_or_else(|_| "warn".into()),
