@@ -69,10 +69,7 @@ fn help_lists_every_command_of_the_spec() {
 
 #[test]
 fn commands_not_built_yet_say_so_and_fail() {
-    for args in [
-        &["serve"][..],
-        &["sql", "SELECT 1"],
-    ] {
+    for args in [&["serve"][..], &["sql", "SELECT 1"]] {
         let out = fjord(args);
         assert_eq!(out.status.code(), Some(69), "{args:?}");
         let err = text(&out.stderr);
@@ -294,7 +291,11 @@ async fn demo_runs_embedded_brokers_and_stops_cleanly() {
     .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let landed = loop {
-        let n = match lake.open_existing(fjord_batch::Table::Readings).await.unwrap() {
+        let n = match lake
+            .open_existing(fjord_batch::Table::Readings)
+            .await
+            .unwrap()
+        {
             Some(t) => {
                 let ctx = fjord_batch::query::session(&[("r", &t)]).await.unwrap();
                 let b = fjord_batch::query::collect(&ctx, "r", "SELECT count(*) FROM r")
@@ -309,7 +310,10 @@ async fn demo_runs_embedded_brokers_and_stops_cleanly() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert_eq!(landed, 2, "the batch job must land both readings in the lake");
+    assert_eq!(
+        landed, 2,
+        "the batch job must land both readings in the lake"
+    );
 
     // Ctrl-C: a clean exit that removes endpoints.json.
     demo.interrupt();

@@ -4,54 +4,95 @@
 //!
 //! The SPEC names (`space_id`, `ts`); fjord includes `lot_id` because space ids are only unique
 //! within a lot (every lot may have an "A1"), which is also how the stream processor counts.
-
-use std::collections::HashSet;
+//! Spaces are interned, so a key costs 16 bytes and no allocation per reading.
 
 use fjord_core::time::TimestampMs;
 
 use crate::rows::ReadingRow;
 
-/// A reading's identity: `"<lot_id>\0<space_id>"` and `ts`.
-pub type Key = (String, TimestampMs);
-
-/// The key of a reading.
-pub fn key(lot_id: &str, space_id: &str, ts: TimestampMs) -> Key {
-    let mut k = String::with_capacity(lot_id.len() + space_id.len() + 1);
-    write_key(&mut k, lot_id, space_id);
-    (k, ts)
+/// A set of reading identities.
+#[derive(Debug, Default, Clone)]
+pub struct Keys {
+    /// `"<lot_id>\0<space_id>"` → space number.
+    spaces: foldhash::HashMap<String, u32>,
+    set: foldhash::HashSet<(u32, TimestampMs)>,
+    buf: String,
 }
 
-fn write_key(buf: &mut String, lot_id: &str, space_id: &str) {
-    buf.clear();
-    buf.push_str(lot_id);
-    buf.push('\0');
-    buf.push_str(space_id);
-}
+impl Keys {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
 
-/// Keeps the first of every set of rows with the same key, and drops rows whose key is in
-/// `existing`. Order is preserved. Returns how many rows were dropped.
-pub fn dedup(rows: &mut Vec<ReadingRow>, existing: &HashSet<Key>) -> usize {
-    let before = rows.len();
-    let mut seen: HashSet<Key> = HashSet::with_capacity(rows.len());
-    let mut buf = String::new();
-    rows.retain(|r| {
-        write_key(&mut buf, &r.reading.lot_id, &r.reading.space_id);
-        let probe = (std::mem::take(&mut buf), r.reading.ts);
-        let keep = !existing.contains(&probe) && !seen.contains(&probe);
-        if keep {
-            seen.insert(probe.clone());
+    fn space(&mut self, lot_id: &str, space_id: &str, create: bool) -> Option<u32> {
+        self.buf.clear();
+        self.buf.push_str(lot_id);
+        self.buf.push('\0');
+        self.buf.push_str(space_id);
+        if let Some(&i) = self.spaces.get(self.buf.as_str()) {
+            return Some(i);
         }
-        buf = probe.0;
-        keep
-    });
+        if !create {
+            return None;
+        }
+        let i = u32::try_from(self.spaces.len()).unwrap_or(u32::MAX);
+        self.spaces.insert(self.buf.clone(), i);
+        Some(i)
+    }
+
+    /// Adds a key; `false` when it was there already.
+    pub fn insert(&mut self, lot_id: &str, space_id: &str, ts: TimestampMs) -> bool {
+        let i = self.space(lot_id, space_id, true).unwrap_or(u32::MAX);
+        self.set.insert((i, ts))
+    }
+
+    /// Whether the key is in the set.
+    pub fn contains(&mut self, lot_id: &str, space_id: &str, ts: TimestampMs) -> bool {
+        self.space(lot_id, space_id, false)
+            .is_some_and(|i| self.set.contains(&(i, ts)))
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+}
+
+/// Keeps the first of every set of rows with the same key and drops rows whose key is in `known`
+/// (the keys already landed); the kept rows' keys are added to `known`. Order is preserved.
+/// Returns how many rows were dropped.
+pub fn dedup(rows: &mut Vec<ReadingRow>, known: &mut Keys) -> usize {
+    let before = rows.len();
+    rows.retain(|r| known.insert(&r.reading.lot_id, &r.reading.space_id, r.reading.ts));
     before - rows.len()
 }
 
 /// The dates and the event-time range a set of rows covers, to bound the lookup of existing keys.
 pub fn extent(rows: &[ReadingRow]) -> Option<(Vec<i32>, TimestampMs, TimestampMs)> {
-    let min = rows.iter().map(|r| r.reading.ts).min()?;
-    let max = rows.iter().map(|r| r.reading.ts).max()?;
-    let mut dates: Vec<i32> = rows.iter().map(ReadingRow::date).collect();
+    let (mut min, mut max) = (i64::MAX, i64::MIN);
+    for r in rows {
+        min = min.min(r.reading.ts);
+        max = max.max(r.reading.ts);
+    }
+    if rows.is_empty() {
+        return None;
+    }
+    let (first, last) = (
+        fjord_core::time::epoch_day(min),
+        fjord_core::time::epoch_day(max),
+    );
+    // Every day in between may hold rows (a sorted backfill touches them all).
+    let mut dates: Vec<i32> = if last - first <= 366 {
+        (first..=last).collect()
+    } else {
+        rows.iter().map(ReadingRow::date).collect()
+    };
     dates.sort_unstable();
     dates.dedup();
     Some((dates, min, max))
@@ -91,22 +132,29 @@ mod tests {
             row("L1", "S1", 11, 4),
             row("L1", "S1", 12, 5),
         ];
-        let existing: HashSet<Key> = [key("L1", "S1", 12)].into_iter().collect();
-        assert_eq!(dedup(&mut rows, &existing), 2);
+        let mut known = Keys::new();
+        known.insert("L1", "S1", 12);
+        assert_eq!(dedup(&mut rows, &mut known), 2);
         let offsets: Vec<_> = rows.iter().map(|r| r.origin.offset.unwrap()).collect();
         assert_eq!(offsets, [0, 2, 3, 4]);
+        assert_eq!(known.len(), 5);
+        assert!(known.contains("L2", "S1", 10));
+        assert!(!known.contains("L2", "S1", 11));
+        assert!(!known.contains("L3", "S1", 10));
     }
 
     #[test]
     fn keys_cannot_collide_across_the_separator() {
-        assert_ne!(key("L1", "0S", 1), key("L10", "S", 1));
+        let mut k = Keys::new();
+        assert!(k.insert("L1", "0S", 1));
+        assert!(k.insert("L10", "S", 1));
     }
 
     #[test]
     fn extent_spans_dates_and_times() {
         let day = 86_400_000;
-        let rows = vec![row("L", "S", day + 5, 0), row("L", "S", 3, 1)];
-        assert_eq!(extent(&rows), Some((vec![0, 1], 3, day + 5)));
+        let rows = vec![row("L", "S", 2 * day + 5, 0), row("L", "S", 3, 1)];
+        assert_eq!(extent(&rows), Some((vec![0, 1, 2], 3, 2 * day + 5)));
         assert_eq!(extent(&[]), None);
     }
 }

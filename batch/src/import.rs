@@ -122,10 +122,17 @@ fn decode_line(json: &[u8], now: i64, opts: &DecodeOptions) -> Line {
     }
 }
 
-/// A block of input: lines with their byte offsets.
+/// A block of input: lines (ranges of `data`) with their byte offsets in the file.
 struct Block {
-    lines: Vec<(u64, Vec<u8>)>,
+    data: Vec<u8>,
+    lines: Vec<(u64, std::ops::Range<usize>)>,
     end: u64,
+}
+
+impl Block {
+    fn line(&self, i: usize) -> &[u8] {
+        &self.data[self.lines[i].1.clone()]
+    }
 }
 
 /// Decodes a block on every core.
@@ -139,15 +146,20 @@ fn decode_block(
         .map_or(1, |n| n.get())
         .max(1);
     let per = block.lines.len().div_ceil(threads).max(1);
-    let parts: Vec<Vec<(u64, Line)>> = std::thread::scope(|s| {
+    let data = &block.data;
+    let parts: Vec<Vec<(usize, Line)>> = std::thread::scope(|s| {
         let handles: Vec<_> = block
             .lines
             .chunks(per)
-            .map(|chunk| {
+            .enumerate()
+            .map(|(c, chunk)| {
                 s.spawn(move || {
                     chunk
                         .iter()
-                        .map(|(offset, bytes)| (*offset, decode_line(bytes, now, opts)))
+                        .enumerate()
+                        .map(|(i, (_, range))| {
+                            (c * per + i, decode_line(&data[range.clone()], now, opts))
+                        })
                         .collect::<Vec<_>>()
                 })
             })
@@ -159,27 +171,21 @@ fn decode_block(
     });
     let mut rows = Vec::with_capacity(block.lines.len());
     let mut refused = Vec::new();
-    for (offset, line) in parts.into_iter().flatten() {
+    for (i, line) in parts.into_iter().flatten() {
+        let offset = block.lines[i].0;
         match line {
             Line::Row(r) => rows.push(r),
-            Line::Refused { reason, error } => {
-                let raw = block
-                    .lines
-                    .binary_search_by_key(&offset, |(o, _)| *o)
-                    .map(|i| block.lines[i].1.clone())
-                    .unwrap_or_default();
-                refused.push(QuarantineRow {
-                    raw,
-                    reason: reason.into(),
-                    error,
-                    source: source.to_owned(),
-                    origin: Origin {
-                        offset: i64::try_from(offset).ok(),
-                        ..Origin::default()
-                    },
-                    seen_at: now,
-                })
-            }
+            Line::Refused { reason, error } => refused.push(QuarantineRow {
+                raw: block.line(i).to_vec(),
+                reason: reason.into(),
+                error,
+                source: source.to_owned(),
+                origin: Origin {
+                    offset: i64::try_from(offset).ok(),
+                    ..Origin::default()
+                },
+                seen_at: now,
+            }),
         }
     }
     (rows, refused)
@@ -187,25 +193,32 @@ fn decode_block(
 
 /// Reads the next block of at most `max` JSON lines from `reader` (at byte `pos`).
 fn read_json_block(reader: &mut impl BufRead, pos: u64, max: usize) -> std::io::Result<Block> {
-    let mut lines = Vec::new();
+    let mut data = Vec::with_capacity(max.min(1 << 20) * 96);
+    let mut lines = Vec::with_capacity(max.min(1 << 20));
     let mut at = pos;
     while lines.len() < max {
-        let mut buf = Vec::new();
-        let n = reader.read_until(b'\n', &mut buf)?;
+        let from = data.len();
+        let n = reader.read_until(b'\n', &mut data)?;
         if n == 0 {
             break;
         }
         let start = at;
         at += n as u64;
-        while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-            buf.pop();
+        let mut to = data.len();
+        while to > from && matches!(data[to - 1], b'\n' | b'\r') {
+            to -= 1;
         }
-        if buf.iter().all(u8::is_ascii_whitespace) {
+        if data[from..to].iter().all(u8::is_ascii_whitespace) {
+            data.truncate(from);
             continue;
         }
-        lines.push((start, buf));
+        lines.push((start, from..to));
     }
-    Ok(Block { lines, end: at })
+    Ok(Block {
+        data,
+        lines,
+        end: at,
+    })
 }
 
 /// Reads the next block of at most `max` CSV records, each converted to a JSON object.
@@ -215,6 +228,7 @@ fn read_csv_block(
     max: usize,
     end_of_file: u64,
 ) -> std::result::Result<Block, csv::Error> {
+    let mut data = Vec::new();
     let mut lines = Vec::new();
     let mut record = csv::StringRecord::new();
     let mut end = end_of_file;
@@ -242,13 +256,16 @@ fn read_csv_block(
             };
             obj.insert(name.clone(), v);
         }
-        lines.push((start, serde_json::to_vec(&obj).unwrap_or_default()));
+        let from = data.len();
+        // Serializing a map of strings, numbers and booleans cannot fail.
+        let _ = serde_json::to_writer(&mut data, &obj);
+        lines.push((start, from..data.len()));
         end = reader.position().byte();
     }
     if lines.len() < max {
         end = end_of_file;
     }
-    Ok(Block { lines, end })
+    Ok(Block { data, lines, end })
 }
 
 /// A fingerprint of a file: its size and its first 64 KiB.
@@ -283,6 +300,68 @@ pub async fn import(cfg: &Config, lake: &Lake, paths: &[PathBuf]) -> Result<Impo
     Ok(summary)
 }
 
+/// An open input file.
+enum Reader {
+    Json(BufReader<File>),
+    Csv(csv::Reader<File>, Vec<String>),
+}
+
+/// A decoded block.
+struct Decoded {
+    lines: usize,
+    end: u64,
+    rows: Vec<ReadingRow>,
+    refused: Vec<QuarantineRow>,
+}
+
+/// Reads and decodes blocks until the end of the file, handing them to `tx`.
+#[allow(clippy::too_many_arguments)]
+fn read_and_decode(
+    mut reader: Reader,
+    start: u64,
+    size: u64,
+    max: usize,
+    opts: DecodeOptions,
+    source: &str,
+    shown: &str,
+    tx: &tokio::sync::mpsc::Sender<Result<Decoded>>,
+) {
+    let mut pos = start;
+    loop {
+        let block = match &mut reader {
+            Reader::Json(r) => read_json_block(r, pos, max).map_err(|e| e.to_string()),
+            Reader::Csv(r, header) => {
+                read_csv_block(r, header, max, size).map_err(|e| e.to_string())
+            }
+        };
+        let block = match block {
+            Ok(b) => b,
+            Err(reason) => {
+                let _ = tx.blocking_send(Err(Error::Input {
+                    path: shown.to_owned(),
+                    reason,
+                }));
+                return;
+            }
+        };
+        if block.lines.is_empty() && block.end <= pos {
+            return;
+        }
+        let (rows, refused) = decode_block(&block, &opts, source);
+        let last = block.lines.len() < max;
+        let decoded = Decoded {
+            lines: block.lines.len(),
+            end: block.end,
+            rows,
+            refused,
+        };
+        pos = block.end;
+        if tx.blocking_send(Ok(decoded)).is_err() || last {
+            return;
+        }
+    }
+}
+
 async fn import_file(
     path: &Path,
     opts: &DecodeOptions,
@@ -312,29 +391,24 @@ async fn import_file(
     let source = format!("file:{shown}");
     let bar = progress_bar(size, &shown);
     bar.set_position(start);
-    let format = Format::of(path);
-    let mut json_reader = None;
-    let mut csv_state = None;
-    match format {
+    let reader = match Format::of(path) {
         Format::JsonLines => {
             let mut f = File::open(path).map_err(io)?;
             f.seek(SeekFrom::Start(start)).map_err(io)?;
-            json_reader = Some(BufReader::with_capacity(1 << 20, f));
+            Reader::Json(BufReader::with_capacity(1 << 20, f))
         }
         Format::Csv => {
+            let bad = |e: csv::Error| Error::Input {
+                path: shown.clone(),
+                reason: e.to_string(),
+            };
             let mut r = csv::ReaderBuilder::new()
                 .has_headers(true)
                 .from_path(path)
-                .map_err(|e| Error::Input {
-                    path: shown.clone(),
-                    reason: e.to_string(),
-                })?;
+                .map_err(bad)?;
             let header: Vec<String> = r
                 .headers()
-                .map_err(|e| Error::Input {
-                    path: shown.clone(),
-                    reason: e.to_string(),
-                })?
+                .map_err(bad)?
                 .iter()
                 .map(str::to_owned)
                 .collect();
@@ -351,36 +425,33 @@ async fn import_file(
             if start > 0 {
                 let mut pos = csv::Position::new();
                 pos.set_byte(start);
-                r.seek(pos).map_err(|e| Error::Input {
-                    path: shown.clone(),
-                    reason: e.to_string(),
-                })?;
+                r.seek(pos).map_err(bad)?;
             }
-            csv_state = Some((r, header));
+            Reader::Csv(r, header)
         }
-    }
+    };
+    // Reading and decoding the next block overlaps with landing the current one.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Decoded>>(1);
+    let reader_thread = {
+        let (opts, source, shown) = (*opts, source.clone(), shown.clone());
+        std::thread::spawn(move || {
+            read_and_decode(reader, start, size, max, opts, &source, &shown, &tx)
+        })
+    };
     let mut pos = start;
-    loop {
-        let block = match (&mut json_reader, &mut csv_state) {
-            (Some(r), _) => read_json_block(r, pos, max).map_err(io)?,
-            (_, Some((r, header))) => {
-                read_csv_block(r, header, max, size).map_err(|e| Error::Input {
-                    path: shown.clone(),
-                    reason: e.to_string(),
-                })?
-            }
-            _ => unreachable!("one reader is open"),
-        };
-        if block.lines.is_empty() && block.end <= pos {
-            break;
-        }
-        let (mut rows, refused) = decode_block(&block, opts, &source);
-        summary.lines += block.lines.len() as u64;
-        summary.input_bytes += block.end - pos;
+    while let Some(block) = rx.recv().await {
+        let Decoded {
+            lines,
+            end,
+            mut rows,
+            refused,
+        } = block?;
+        summary.lines += lines as u64;
+        summary.input_bytes += end - pos;
         let txn = || {
             vec![Transaction::new(
                 &id,
-                i64::try_from(block.end).unwrap_or(i64::MAX),
+                i64::try_from(end).unwrap_or(i64::MAX),
             )]
         };
         let refused: Vec<QuarantineRow> = refused
@@ -399,25 +470,25 @@ async fn import_file(
             .await?;
             count(summary, a);
         }
-        let existing = match dedup::extent(&rows) {
+        let mut known = match dedup::extent(&rows) {
             Some((dates, min, max)) => query::existing_keys(readings, &dates, min, max).await?,
             None => Default::default(),
         };
-        summary.duplicates += dedup::dedup(&mut rows, &existing) as u64;
+        summary.duplicates += dedup::dedup(&mut rows, &mut known) as u64;
         let mut b = ReadingsBuilder::with_capacity(rows.len());
         for r in &rows {
             b.push(&r.reading, &r.origin);
         }
+        let landed = rows.len() as u64;
+        drop(rows);
         let a = commit::append(readings, "readings", vec![b.finish()], txn(), "import").await?;
         count(summary, a);
-        summary.rows += rows.len() as u64;
-        pos = block.end;
+        summary.rows += landed;
+        pos = end;
         bar.set_position(pos);
         tracing::debug!(file = %shown, rows = summary.rows, offset = pos, "imported a block");
-        if block.lines.len() < max {
-            break;
-        }
     }
+    let _ = reader_thread.join();
     bar.finish_and_clear();
     Ok(())
 }
@@ -493,7 +564,7 @@ mod tests {
         let b = read_json_block(&mut r, 0, 2).unwrap();
         assert_eq!(b.lines.len(), 2);
         assert_eq!(b.lines[1].0, 9);
-        assert_eq!(b.lines[1].1, b"{\"b\":2}");
+        assert_eq!(b.line(1), b"{\"b\":2}");
         let b2 = read_json_block(&mut r, b.end, 2).unwrap();
         assert_eq!(b2.lines.len(), 1);
         assert_eq!(b2.end, text.len() as u64);

@@ -30,7 +30,7 @@ use crate::commit::{self, Appended};
 use crate::dedup;
 use crate::error::{Error, Result};
 use crate::lake::{Lake, Table};
-use crate::offsets::{self, Probe, Start};
+use crate::offsets::{self, Probe, Start, fetch_from};
 use crate::query;
 use crate::rows::{Origin, QuarantineRow, ReadingRow, ReadingsBuilder, quarantine_batch};
 
@@ -55,18 +55,6 @@ pub struct IngestSummary {
     pub partitions: usize,
     /// Partitions read again from their beginning because the topic was recreated.
     pub resets: Vec<String>,
-}
-
-/// How many records before the resume offset a run starts fetching (and skips). Kafka returns the
-/// whole record batch that contains a fetch offset, but tansu 0.6 returns only batches that *start*
-/// at or after it, so a resume in the middle of a batch would silently skip the rest of that
-/// batch. Starting this far back (librdkafka's default `batch.num.messages`) covers every batch a
-/// librdkafka producer writes; on Kafka it costs a few milliseconds of skipped records.
-pub const RESUME_LOOKBACK: i64 = 10_000;
-
-/// The offset to fetch from to resume at `next` in a partition that starts at `low`.
-pub fn fetch_from(next: i64, low: i64) -> i64 {
-    next.saturating_sub(RESUME_LOOKBACK).max(low).min(next)
 }
 
 /// Keeps the expected end-of-partition events out of the error log.
@@ -297,11 +285,11 @@ async fn land(
         count(summary, a);
     }
 
-    let existing = match dedup::extent(&rows) {
+    let mut known = match dedup::extent(&rows) {
         Some((dates, min, max)) => query::existing_keys(readings, &dates, min, max).await?,
         None => Default::default(),
     };
-    summary.duplicates += dedup::dedup(&mut rows, &existing) as u64;
+    summary.duplicates += dedup::dedup(&mut rows, &mut known) as u64;
     let mut builder = ReadingsBuilder::with_capacity(rows.len());
     for r in &rows {
         builder.push(&r.reading, &r.origin);

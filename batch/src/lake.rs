@@ -146,12 +146,12 @@ impl Lake {
             .with_storage_options(self.options.clone())
             .build()
             .map_err(|e| Error::delta(name, e))?
-        .create()
-        .with_table_name(name)
-        .with_columns(schema.fields().cloned())
-        .with_partition_columns(["date"])
-        .with_save_mode(SaveMode::Ignore)
-        .await;
+            .create()
+            .with_table_name(name)
+            .with_columns(schema.fields().cloned())
+            .with_partition_columns(["date"])
+            .with_save_mode(SaveMode::Ignore)
+            .await;
         match created {
             Ok(t) => Ok(t),
             Err(e) => match self.open_existing(table).await? {

@@ -43,6 +43,18 @@ pub fn fingerprint(key: Option<&[u8]>, payload: Option<&[u8]>, timestamp: Option
     (h >> 1) as i64
 }
 
+/// How many records before the resume offset a run starts fetching (and skips). Kafka returns the
+/// whole record batch that contains a fetch offset, but tansu 0.6 returns only batches that *start*
+/// at or after it, so a resume in the middle of a batch would silently skip the rest of that
+/// batch. Starting this far back (librdkafka's default `batch.num.messages`) covers every batch a
+/// librdkafka producer writes; on Kafka it costs a few milliseconds of skipped records.
+pub const RESUME_LOOKBACK: i64 = 10_000;
+
+/// The offset to fetch from to resume at `next` in a partition that starts at `low`.
+pub fn fetch_from(next: i64, low: i64) -> i64 {
+    next.saturating_sub(RESUME_LOOKBACK).max(low)
+}
+
 /// What was found at the offset just before the stored one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Probe {
@@ -134,6 +146,14 @@ mod tests {
         assert_ne!(a, fingerprint(Some(b"L1"), Some(b"{}"), Some(2)));
         assert_ne!(a, fingerprint(Some(b"L1{"), Some(b"}"), Some(1)));
         assert_ne!(a, fingerprint(None, Some(b"L1{}"), Some(1)));
+    }
+
+    #[test]
+    fn resumes_fetch_a_batch_back_but_never_before_the_log_start() {
+        assert_eq!(fetch_from(50_000, 0), 40_000);
+        assert_eq!(fetch_from(5_000, 0), 0);
+        assert_eq!(fetch_from(5_000, 4_000), 4_000);
+        assert_eq!(fetch_from(5_000, 9_000), 9_000);
     }
 
     #[test]

@@ -1,15 +1,13 @@
 //! Reading the lake with DataFusion: a session over Delta tables, and the few lookups the batch
 //! jobs need (keys already landed, a day of readings).
 
-use std::collections::HashSet;
-
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
 use datafusion::prelude::SessionContext;
 use deltalake::DeltaTable;
 use fjord_core::time::{TimestampMs, format_date, format_rfc3339_ms};
 
-use crate::dedup::{Key, key};
+use crate::dedup::Keys;
 use crate::error::{Error, Result};
 
 /// A DataFusion session with `tables` registered under their names.
@@ -60,9 +58,9 @@ pub async fn existing_keys(
     dates: &[i32],
     min: TimestampMs,
     max: TimestampMs,
-) -> Result<HashSet<Key>> {
+) -> Result<Keys> {
     if readings.version().is_none_or(|v| v == 0) || dates.is_empty() {
-        return Ok(HashSet::new());
+        return Ok(Keys::new());
     }
     let ctx = session(&[("readings", readings)]).await?;
     let sql = format!(
@@ -71,13 +69,13 @@ pub async fn existing_keys(
         ts_literal(min),
         ts_literal(max)
     );
-    let mut keys = HashSet::new();
+    let mut keys = Keys::new();
     for batch in collect(&ctx, "readings", &sql).await? {
         let lots = string_column(&batch, 0)?;
         let spaces = string_column(&batch, 1)?;
         let ts = batch.column(2).as_primitive::<TimestampMicrosecondType>();
         for i in 0..batch.num_rows() {
-            keys.insert(key(lots.value(i), spaces.value(i), ts.value(i) / 1000));
+            keys.insert(lots.value(i), spaces.value(i), ts.value(i) / 1000);
         }
     }
     Ok(keys)

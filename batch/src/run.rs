@@ -81,8 +81,10 @@ impl fmt::Display for Summary {
             }
         }
         if let Some(i) = &self.import {
+            let secs = self.seconds.max(1e-9);
             parts.push(format!(
-                "import: {} lines ({} MB) → {} rows ({} duplicates, {} quarantined), {} files, {} bytes, {} commits",
+                "import: {} lines ({} MB) → {} rows ({} duplicates, {} quarantined), {} files, {} bytes, {} commits; \
+                 {:.0} lines/s, {:.1} MB/s of input",
                 i.lines,
                 i.input_bytes / 1_000_000,
                 i.rows,
@@ -90,7 +92,9 @@ impl fmt::Display for Summary {
                 i.quarantined,
                 i.files,
                 i.bytes,
-                i.commits
+                i.commits,
+                i.lines as f64 / secs,
+                i.input_bytes as f64 / 1e6 / secs
             ));
         }
         if let Some(c) = &self.compact {
@@ -108,6 +112,12 @@ impl fmt::Display for Summary {
             ));
         }
         if let Some(v) = &self.views {
+            if self.ingest.is_none() {
+                parts.push(format!(
+                    "views throughput: {:.0} readings/s",
+                    v.readings as f64 / self.seconds.max(1e-9)
+                ));
+            }
             parts.push(format!(
                 "views: {} days from {} readings → {} rows 1m, {} rows 10m; high-water mark {}",
                 v.days,

@@ -236,16 +236,26 @@ async fn a_recreated_topic_or_replaced_cluster_is_read_from_its_beginning() {
     let base = now_ms() - 2 * DAY;
     let mut expected: Vec<RefReading> = Vec::new();
     let mut prefix = None;
-    for (round, (n_spaces, cluster)) in [(6, "tansu_cluster"), (2, "tansu_cluster"), (9, "tansu_cluster"), (3, "another")]
-        .into_iter()
-        .enumerate()
+    for (round, (n_spaces, cluster)) in [
+        (6, "tansu_cluster"),
+        (2, "tansu_cluster"),
+        (9, "tansu_cluster"),
+        (3, "another"),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let tansu = Tansu::start_with_cluster_id(cluster).unwrap();
         let mut kafka = tansu.kafka_config();
         // The same topic names on every broker.
-        let p = prefix.get_or_insert_with(|| kafka.topic_prefix.clone()).clone();
+        let p = prefix
+            .get_or_insert_with(|| kafka.topic_prefix.clone())
+            .clone();
         kafka.topic_prefix = p;
-        tansu.create_topic(&kafka.topic("readings"), 3).await.unwrap();
+        tansu
+            .create_topic(&kafka.topic("readings"), 3)
+            .await
+            .unwrap();
         let readings: Vec<RefReading> = generate(10 + round as u64, 2, n_spaces, base, base + DAY)
             .into_iter()
             .map(|mut r| {
@@ -253,12 +263,21 @@ async fn a_recreated_topic_or_replaced_cluster_is_read_from_its_beginning() {
                 r
             })
             .collect();
-        produce(&kafka, &readings.iter().map(Rec::reading).collect::<Vec<_>>()).await;
+        produce(
+            &kafka,
+            &readings.iter().map(Rec::reading).collect::<Vec<_>>(),
+        )
+        .await;
         let cfg = config(&kafka, &url, BTreeMap::new());
-        let s = fjord_batch::ingest::ingest(&cfg, &lake(&cfg)).await.unwrap();
+        let s = fjord_batch::ingest::ingest(&cfg, &lake(&cfg))
+            .await
+            .unwrap();
         assert_eq!(s.records as usize, readings.len(), "round {round}: {s:?}");
         if round == 1 || round == 2 {
-            assert!(!s.resets.is_empty(), "round {round}: the recreation must be reported: {s:?}");
+            assert!(
+                !s.resets.is_empty(),
+                "round {round}: the recreation must be reported: {s:?}"
+            );
         }
         expected.extend(readings);
         let landed = rows(&lake(&cfg)).await;
@@ -281,14 +300,21 @@ fn ok_or_conflict<T: std::fmt::Debug>(r: fjord_batch::Result<T>) -> bool {
 async fn concurrent_jobs_on_one_lake_never_corrupt_it() {
     let tansu = Tansu::start().unwrap();
     let kafka = tansu.kafka_config();
-    tansu.create_topic(&kafka.topic("readings"), 3).await.unwrap();
+    tansu
+        .create_topic(&kafka.topic("readings"), 3)
+        .await
+        .unwrap();
     let dir = temp_dir();
     let url = format!("file://{}", dir.path().join("lake").display());
     let cfg = config(&kafka, &url, BTreeMap::new());
     let lake = lake(&cfg);
     let to = now_ms() - 30 * MIN;
     let readings = generate(21, 3, 8, to - DAY - 5 * 3_600_000, to);
-    produce(&kafka, &readings.iter().map(Rec::reading).collect::<Vec<_>>()).await;
+    produce(
+        &kafka,
+        &readings.iter().map(Rec::reading).collect::<Vec<_>>(),
+    )
+    .await;
 
     let (a, b) = tokio::join!(
         fjord_batch::ingest::ingest(&cfg, &lake),
@@ -299,7 +325,11 @@ async fn concurrent_jobs_on_one_lake_never_corrupt_it() {
     assert!(a || b, "at least one ingest commits");
     fjord_batch::ingest::ingest(&cfg, &lake).await.unwrap();
     let landed = rows(&lake).await;
-    assert_eq!(landed.len(), readings.len(), "exactly once after concurrent ingests");
+    assert_eq!(
+        landed.len(),
+        readings.len(),
+        "exactly once after concurrent ingests"
+    );
     assert_eq!(keys(&landed), ref_keys(&readings));
 
     let (a, b) = tokio::join!(

@@ -38,7 +38,7 @@ pub const READINGS_VERSION_APP_ID: &str = "fjord:views:readings-version";
 /// Application id of the batch high-water mark (epoch ms).
 pub const HWM_APP_ID: &str = "fjord:views:hwm";
 /// Days written per commit of the views tables.
-const DAYS_PER_COMMIT: i32 = 31;
+const DAYS_PER_COMMIT: i32 = 7;
 
 /// What a run of `fjord batch views` did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
