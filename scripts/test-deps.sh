@@ -50,7 +50,11 @@ if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import deltalake, pyarrow
   :
 else
   echo "test-deps: installing deltalake, pyarrow and duckdb into $VENV"
-  python3 -m venv "$VENV" || { sudo_if_needed apt-get install -y -qq python3-venv && python3 -m venv "$VENV"; }
+  python3 -m venv "$VENV" 2>/dev/null || {
+    sudo_if_needed apt-get update -qq
+    sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+    python3 -m venv "$VENV"
+  }
   "$VENV/bin/pip" install -q deltalake pyarrow duckdb
 fi
 echo "test-deps: ok (mosquitto: $(command -v mosquitto || echo /usr/sbin/mosquitto), tansu: $TOOLS/bin/tansu)"

@@ -11,10 +11,9 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
 use fjord_batch::{Lake, Table};
 use fjord_core::config::{Config, KafkaConfig};
+use fjord_core::testkit::kafka::{self, BridgeRecord};
 use fjord_core::testkit::{Tansu, temp_dir};
-use fjord_core::time::{format_rfc3339_ms, now_ms};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use fjord_core::time::now_ms;
 
 fn write_config(dir: &Path, kafka: &KafkaConfig, lake: &Path) -> PathBuf {
     let path = dir.join("fjord.toml");
@@ -31,46 +30,17 @@ fn write_config(dir: &Path, kafka: &KafkaConfig, lake: &Path) -> PathBuf {
 }
 
 async fn produce(kafka: &KafkaConfig, n: usize) {
-    let producer: FutureProducer = fjord_core::kafka::client_config(kafka).create().unwrap();
-    let topic = kafka.topic("readings");
     let start = now_ms() - 3 * 86_400_000;
-    let mut sends = Vec::new();
-    for i in 0..n {
-        // Every 10th reading repeats the one before it (same lot, space and ts).
-        let j = if i % 10 == 9 { i - 1 } else { i };
-        let lot = format!("L{}", j % 7);
-        let mqtt = format!("parking/{lot}/S{}", j % 53);
-        let ts = start + j as i64 * 17_000;
-        let received = format_rfc3339_ms(ts + 10);
-        let payload = format!(r#"{{"ts":{ts},"occupied":{}}}"#, i % 3 == 0);
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "fjord-mqtt-topic",
-                value: Some(&mqtt),
-            })
-            .insert(Header {
-                key: "fjord-received-at",
-                value: Some(&received),
-            });
-        sends.push(
-            producer
-                .send_result(
-                    FutureRecord::to(&topic)
-                        .key(&lot)
-                        .payload(&payload)
-                        .headers(headers),
-                )
-                .unwrap_or_else(|(e, _)| panic!("{e}")),
-        );
-        if sends.len() >= 1000 {
-            for s in sends.drain(..) {
-                s.await.unwrap().unwrap();
-            }
-        }
-    }
-    for s in sends {
-        s.await.unwrap().unwrap();
-    }
+    let records: Vec<BridgeRecord> = (0..n)
+        .map(|i| {
+            // Every 10th reading repeats the one before it (same lot, space and ts).
+            let j = if i % 10 == 9 { i - 1 } else { i };
+            let ts = start + j as i64 * 17_000;
+            let json = format!(r#"{{"ts":{ts},"occupied":{}}}"#, i % 3 == 0);
+            BridgeRecord::reading(&format!("L{}", j % 7), &format!("S{}", j % 53), ts, json)
+        })
+        .collect();
+    kafka::produce_readings(kafka, &records).await;
 }
 
 fn commits(lake: &Path) -> usize {

@@ -107,10 +107,10 @@ async fn suite(tansu: &Tansu, url: &str, options: BTreeMap<String, String>) {
 
     // Two days and a bit of readings, every 7th sent twice, plus garbage.
     let a = generate(1, 3, 6, today - 2 * DAY + 3 * 3_600_000, to);
-    let mut recs: Vec<Rec> = a.iter().map(Rec::reading).collect();
-    recs.extend(a.iter().step_by(7).map(Rec::reading));
-    recs.extend((0..5).map(Rec::garbage));
-    recs.extend((0..3).map(Rec::headerless));
+    let mut recs: Vec<Rec> = a.iter().map(reading).collect();
+    recs.extend(a.iter().step_by(7).map(reading));
+    recs.extend((0..5).map(garbage));
+    recs.extend((0..3).map(headerless));
     produce(&kafka, &recs).await;
     let s = fjord_batch::ingest::ingest(&cfg, &lake).await.unwrap();
     assert_eq!(s.records as usize, recs.len());
@@ -145,9 +145,9 @@ async fn suite(tansu: &Tansu, url: &str, options: BTreeMap<String, String>) {
             r
         })
         .collect();
-    let mut recs: Vec<Rec> = b.iter().map(Rec::reading).collect();
-    recs.extend(a.iter().step_by(3).map(Rec::reading));
-    recs.extend(late.iter().map(Rec::reading));
+    let mut recs: Vec<Rec> = b.iter().map(reading).collect();
+    recs.extend(a.iter().step_by(3).map(reading));
+    recs.extend(late.iter().map(reading));
     produce(&kafka, &recs).await;
     let s = fjord_batch::ingest::ingest(&cfg, &lake).await.unwrap();
     assert_eq!(s.records as usize, recs.len());
@@ -193,7 +193,7 @@ async fn suite(tansu: &Tansu, url: &str, options: BTreeMap<String, String>) {
         r
     })
     .collect();
-    produce(&kafka, &later.iter().map(Rec::reading).collect::<Vec<_>>()).await;
+    produce(&kafka, &later.iter().map(reading).collect::<Vec<_>>()).await;
     fjord_batch::ingest::ingest(&cfg, &lake).await.unwrap();
     let v = fjord_batch::views::views(&cfg, &lake).await.unwrap();
     let all = dedup(&[all, later].concat());
@@ -263,11 +263,7 @@ async fn a_recreated_topic_or_replaced_cluster_is_read_from_its_beginning() {
                 r
             })
             .collect();
-        produce(
-            &kafka,
-            &readings.iter().map(Rec::reading).collect::<Vec<_>>(),
-        )
-        .await;
+        produce(&kafka, &readings.iter().map(reading).collect::<Vec<_>>()).await;
         let cfg = config(&kafka, &url, BTreeMap::new());
         let s = fjord_batch::ingest::ingest(&cfg, &lake(&cfg))
             .await
@@ -310,11 +306,7 @@ async fn concurrent_jobs_on_one_lake_never_corrupt_it() {
     let lake = lake(&cfg);
     let to = now_ms() - 30 * MIN;
     let readings = generate(21, 3, 8, to - DAY - 5 * 3_600_000, to);
-    produce(
-        &kafka,
-        &readings.iter().map(Rec::reading).collect::<Vec<_>>(),
-    )
-    .await;
+    produce(&kafka, &readings.iter().map(reading).collect::<Vec<_>>()).await;
 
     let (a, b) = tokio::join!(
         fjord_batch::ingest::ingest(&cfg, &lake),

@@ -10,10 +10,8 @@ use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
 use fjord_batch::{Lake, Table};
 use fjord_core::config::{Config, KafkaConfig};
 use fjord_core::occupancy::reference::RefReading;
-use fjord_core::time::format_rfc3339_ms;
+use fjord_core::testkit::kafka::BridgeRecord;
 use rand::{Rng, SeedableRng};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 
 pub const MIN: i64 = 60_000;
 pub const DAY: i64 = 86_400_000;
@@ -60,87 +58,42 @@ pub fn generate(seed: u64, lots: usize, spaces: usize, from: i64, to: i64) -> Ve
     out
 }
 
-/// A record of `fjord.readings`: key, payload, headers (MQTT topic, receive time).
-pub struct Rec {
-    pub key: String,
-    pub payload: Vec<u8>,
-    pub mqtt_topic: Option<String>,
-    pub received_at: Option<String>,
+/// A record of `fjord.readings` as the bridge writes it.
+pub type Rec = BridgeRecord;
+
+/// The record of a reference reading.
+pub fn reading(r: &RefReading) -> Rec {
+    BridgeRecord::reading(
+        &r.lot_id,
+        &r.space_id,
+        r.ts,
+        format!(
+            r#"{{"ts":{},"occupied":{},"battery":{}}}"#,
+            r.ts,
+            r.occupied,
+            r.ts.rem_euclid(100)
+        ),
+    )
 }
 
-impl Rec {
-    pub fn reading(r: &RefReading) -> Self {
-        Self {
-            key: r.lot_id.clone(),
-            payload: format!(
-                r#"{{"ts":{},"occupied":{},"battery":{}}}"#,
-                r.ts,
-                r.occupied,
-                r.ts.rem_euclid(100)
-            )
-            .into_bytes(),
-            mqtt_topic: Some(format!("parking/{}/{}", r.lot_id, r.space_id)),
-            received_at: Some(format_rfc3339_ms(r.ts + 50)),
-        }
-    }
+/// An undecodable record.
+pub fn garbage(i: usize) -> Rec {
+    BridgeRecord::reading("L0", "S0", 1_795_000_000_000, format!("not json {i}"))
+}
 
-    pub fn garbage(i: usize) -> Self {
-        Self {
-            key: "L0".into(),
-            payload: format!("not json {i}").into_bytes(),
-            mqtt_topic: Some("parking/L0/S0".into()),
-            received_at: Some(format_rfc3339_ms(1_795_000_000_000)),
-        }
-    }
-
-    pub fn headerless(i: usize) -> Self {
-        Self {
-            key: "L0".into(),
-            payload: format!(r#"{{"ts":{i},"occupied":true}}"#).into_bytes(),
-            mqtt_topic: None,
-            received_at: None,
-        }
+/// A record without the bridge's headers.
+pub fn headerless(i: usize) -> Rec {
+    BridgeRecord {
+        key: "L0".into(),
+        payload: format!(r#"{{"ts":{i},"occupied":true}}"#).into_bytes(),
+        mqtt_topic: None,
+        received_at: None,
     }
 }
 
 /// Produces `records` to `<prefix>readings` and waits for every acknowledgement.
 pub async fn produce(kafka: &KafkaConfig, records: &[Rec]) {
-    let producer: FutureProducer = fjord_core::kafka::client_config(kafka)
-        .set("linger.ms", "5")
-        .create()
-        .unwrap();
-    let topic = kafka.topic("readings");
-    for chunk in records.chunks(500) {
-        let mut sends = Vec::new();
-        for r in chunk {
-            let mut headers = OwnedHeaders::new();
-            if let Some(t) = &r.mqtt_topic {
-                headers = headers.insert(Header {
-                    key: "fjord-mqtt-topic",
-                    value: Some(t),
-                });
-            }
-            if let Some(t) = &r.received_at {
-                headers = headers.insert(Header {
-                    key: "fjord-received-at",
-                    value: Some(t),
-                });
-            }
-            sends.push(
-                producer
-                    .send_result(
-                        FutureRecord::to(&topic)
-                            .key(&r.key)
-                            .payload(&r.payload)
-                            .headers(headers),
-                    )
-                    .unwrap_or_else(|(e, _)| panic!("{e}")),
-            );
-        }
-        for s in sends {
-            s.await.unwrap().unwrap();
-        }
-    }
+    fjord_core::testkit::kafka::produce_readings(kafka, records).await;
 }
 
 /// A landed row: (lot, space, ts, occupied, battery, kafka partition, kafka offset).

@@ -81,3 +81,70 @@ pub async fn collect(
     }
     out
 }
+
+/// A record of `<prefix>readings` as the bridge writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgeRecord {
+    /// Key (the lot).
+    pub key: String,
+    /// Payload bytes.
+    pub payload: Vec<u8>,
+    /// `fjord-mqtt-topic` header, if any.
+    pub mqtt_topic: Option<String>,
+    /// `fjord-received-at` header, if any.
+    pub received_at: Option<String>,
+}
+
+impl BridgeRecord {
+    /// The record of a JSON reading of `lot`/`space` at `ts`, received 10 ms later.
+    pub fn reading(lot: &str, space: &str, ts: i64, json: String) -> Self {
+        Self {
+            key: lot.to_owned(),
+            payload: json.into_bytes(),
+            mqtt_topic: Some(format!("parking/{lot}/{space}")),
+            received_at: Some(crate::time::format_rfc3339_ms(ts + 10)),
+        }
+    }
+}
+
+/// Produces `records` to `<prefix>readings` and waits for every acknowledgement.
+pub async fn produce_readings(cfg: &KafkaConfig, records: &[BridgeRecord]) {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = crate::kafka::client_config(cfg)
+        .set("linger.ms", "5")
+        .create()
+        .expect("create a producer");
+    let topic = cfg.topic("readings");
+    for chunk in records.chunks(1000) {
+        let mut sends = Vec::new();
+        for r in chunk {
+            let mut headers = OwnedHeaders::new();
+            for (key, value) in [
+                (crate::kafka::HEADER_MQTT_TOPIC, &r.mqtt_topic),
+                (crate::kafka::HEADER_RECEIVED_AT, &r.received_at),
+            ] {
+                if let Some(v) = value {
+                    headers = headers.insert(Header {
+                        key,
+                        value: Some(v),
+                    });
+                }
+            }
+            let record = FutureRecord::to(&topic)
+                .key(&r.key)
+                .payload(&r.payload)
+                .headers(headers);
+            sends.push(
+                producer
+                    .send_result(record)
+                    .unwrap_or_else(|(e, _)| panic!("cannot queue a record: {e}")),
+            );
+        }
+        for s in sends {
+            s.await
+                .expect("delivery future")
+                .unwrap_or_else(|(e, _)| panic!("record not acknowledged: {e}"));
+        }
+    }
+}
