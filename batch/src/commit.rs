@@ -95,3 +95,34 @@ pub async fn txn_version(table: &DeltaTable, name: &str, app_id: &str) -> Result
         .await
         .map_err(|e| Error::delta(name, e))
 }
+
+/// Deduplicates `rows` against each other and against the keys already in `readings` on the
+/// dates they touch, then appends the rest with `txns` in one commit. Returns the rows landed,
+/// the duplicates dropped and what the append added.
+pub async fn land_readings(
+    readings: &mut DeltaTable,
+    mut rows: Vec<crate::rows::ReadingRow>,
+    txns: Vec<Transaction>,
+    operation: &str,
+) -> Result<(u64, u64, Appended)> {
+    let mut known = match crate::dedup::extent(&rows) {
+        Some((dates, min, max)) => crate::query::existing_keys(readings, &dates, min, max).await?,
+        None => Default::default(),
+    };
+    let duplicates = crate::dedup::dedup(&mut rows, &mut known) as u64;
+    let mut builder = crate::rows::ReadingsBuilder::with_capacity(rows.len());
+    for r in &rows {
+        builder.push(&r.reading, &r.origin);
+    }
+    let landed = rows.len() as u64;
+    drop(rows);
+    let a = append(
+        readings,
+        "readings",
+        vec![builder.finish()],
+        txns,
+        operation,
+    )
+    .await?;
+    Ok((landed, duplicates, a))
+}

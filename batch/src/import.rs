@@ -21,11 +21,9 @@ use fjord_core::time::now_ms;
 use serde::Deserialize;
 
 use crate::commit::{self, Appended};
-use crate::dedup;
 use crate::error::{Error, Result};
 use crate::lake::{Lake, Table};
-use crate::query;
-use crate::rows::{Origin, QuarantineRow, ReadingRow, ReadingsBuilder, quarantine_batch};
+use crate::rows::{Origin, QuarantineRow, ReadingRow, quarantine_batch};
 
 /// What an import did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -443,7 +441,7 @@ async fn import_file(
         let Decoded {
             lines,
             end,
-            mut rows,
+            rows,
             refused,
         } = block?;
         summary.lines += lines as u64;
@@ -470,18 +468,9 @@ async fn import_file(
             .await?;
             count(summary, a);
         }
-        let mut known = match dedup::extent(&rows) {
-            Some((dates, min, max)) => query::existing_keys(readings, &dates, min, max).await?,
-            None => Default::default(),
-        };
-        summary.duplicates += dedup::dedup(&mut rows, &mut known) as u64;
-        let mut b = ReadingsBuilder::with_capacity(rows.len());
-        for r in &rows {
-            b.push(&r.reading, &r.origin);
-        }
-        let landed = rows.len() as u64;
-        drop(rows);
-        let a = commit::append(readings, "readings", vec![b.finish()], txn(), "import").await?;
+        let (landed, duplicates, a) =
+            commit::land_readings(readings, rows, txn(), "import").await?;
+        summary.duplicates += duplicates;
         count(summary, a);
         summary.rows += landed;
         pos = end;

@@ -27,12 +27,10 @@ use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::commit::{self, Appended};
-use crate::dedup;
 use crate::error::{Error, Result};
 use crate::lake::{Lake, Table};
 use crate::offsets::{self, Probe, Start, fetch_from};
-use crate::query;
-use crate::rows::{Origin, QuarantineRow, ReadingRow, ReadingsBuilder, quarantine_batch};
+use crate::rows::{Origin, QuarantineRow, ReadingRow, quarantine_batch};
 
 /// What a run of `fjord batch ingest` did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -248,7 +246,7 @@ async fn land(
     summary: &mut IngestSummary,
 ) -> Result<()> {
     let Chunk {
-        mut rows,
+        rows,
         quarantine: q_rows,
         ..
     } = chunk;
@@ -285,15 +283,6 @@ async fn land(
         count(summary, a);
     }
 
-    let mut known = match dedup::extent(&rows) {
-        Some((dates, min, max)) => query::existing_keys(readings, &dates, min, max).await?,
-        None => Default::default(),
-    };
-    summary.duplicates += dedup::dedup(&mut rows, &mut known) as u64;
-    let mut builder = ReadingsBuilder::with_capacity(rows.len());
-    for r in &rows {
-        builder.push(&r.reading, &r.origin);
-    }
     let mut txns = Vec::new();
     for p in moved {
         let pos = after[p];
@@ -308,11 +297,12 @@ async fn land(
             ));
         }
     }
-    let a = commit::append(readings, "readings", vec![builder.finish()], txns, "ingest").await?;
-    summary.rows += rows.len() as u64;
+    let (landed, duplicates, a) = commit::land_readings(readings, rows, txns, "ingest").await?;
+    summary.duplicates += duplicates;
+    summary.rows += landed;
     count(summary, a);
     tracing::info!(
-        rows = rows.len(),
+        rows = landed,
         total_rows = summary.rows,
         records = summary.records,
         version = a.version,

@@ -305,53 +305,62 @@ async fn touched_since(table: &DeltaTable, from: i64, to: i64) -> Result<Option<
     Ok(Some(dates))
 }
 
-async fn load_day(ctx: &datafusion::prelude::SessionContext, day: i32) -> Result<Vec<DayReading>> {
+/// `(lot_id, space_id, ts, occupied)` of the rows of `table` (registered as `name`) on `day`.
+async fn load_points(
+    ctx: &datafusion::prelude::SessionContext,
+    table: &str,
+    name: &str,
+    day: i32,
+) -> Result<Vec<(String, String, TimestampMs, bool)>> {
     let sql = format!(
-        "SELECT lot_id, space_id, ts, occupied FROM readings WHERE date = {}",
+        "SELECT lot_id, space_id, ts, occupied FROM {name} WHERE date = {}",
         query::date_list(&[day])
     );
     let mut out = Vec::new();
-    for b in query::collect(ctx, "readings", &sql).await? {
+    for b in query::collect(ctx, table, &sql).await? {
         let lots = query::string_column(&b, 0)?;
         let spaces = query::string_column(&b, 1)?;
         let ts = b.column(2).as_primitive::<TimestampMicrosecondType>();
         let occ = b.column(3).as_boolean();
         for i in 0..b.num_rows() {
-            out.push(DayReading {
-                lot_id: lots.value(i).to_owned(),
-                space_id: spaces.value(i).to_owned(),
-                ts: ts.value(i) / 1000,
-                occupied: occ.value(i),
-            });
+            if lots.is_null(i) || spaces.is_null(i) {
+                continue;
+            }
+            out.push((
+                lots.value(i).to_owned(),
+                spaces.value(i).to_owned(),
+                ts.value(i) / 1000,
+                occ.value(i),
+            ));
         }
     }
     Ok(out)
 }
 
+async fn load_day(ctx: &datafusion::prelude::SessionContext, day: i32) -> Result<Vec<DayReading>> {
+    Ok(load_points(ctx, "readings", "readings", day)
+        .await?
+        .into_iter()
+        .map(|(lot_id, space_id, ts, occupied)| DayReading {
+            lot_id,
+            space_id,
+            ts,
+            occupied,
+        })
+        .collect())
+}
+
 async fn load_state(ctx: &datafusion::prelude::SessionContext, day: i32) -> Result<Vec<SpaceEnd>> {
-    let sql = format!(
-        "SELECT lot_id, space_id, ts, occupied FROM space_state WHERE date = {}",
-        query::date_list(&[day])
-    );
-    let mut out = Vec::new();
-    for b in query::collect(ctx, "_space_state", &sql).await? {
-        let lots = query::string_column(&b, 0)?;
-        let spaces = query::string_column(&b, 1)?;
-        let ts = b.column(2).as_primitive::<TimestampMicrosecondType>();
-        let occ = b.column(3).as_boolean();
-        for i in 0..b.num_rows() {
-            if lots.is_null(i) {
-                continue;
-            }
-            out.push(SpaceEnd {
-                lot_id: lots.value(i).to_owned(),
-                space_id: spaces.value(i).to_owned(),
-                ts: ts.value(i) / 1000,
-                occupied: occ.value(i),
-            });
-        }
-    }
-    Ok(out)
+    Ok(load_points(ctx, "_space_state", "space_state", day)
+        .await?
+        .into_iter()
+        .map(|(lot_id, space_id, ts, occupied)| SpaceEnd {
+            lot_id,
+            space_id,
+            ts,
+            occupied,
+        })
+        .collect())
 }
 
 fn state_batch(ends: &[(i32, Vec<SpaceEnd>)]) -> RecordBatch {
