@@ -294,15 +294,26 @@ fn ok_or_conflict<T: std::fmt::Debug>(r: fjord_batch::Result<T>) -> bool {
 /// optimistic concurrency; afterwards every reading is there exactly once and the views are right.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_jobs_on_one_lake_never_corrupt_it() {
+    let dir = temp_dir();
+    let url = format!("file://{}", dir.path().join("lake").display());
+    concurrent_jobs(&url, BTreeMap::new()).await;
+}
+
+/// The same on S3: commits rely on the store's conditional PUT (If-None-Match).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_jobs_on_one_s3_lake_never_corrupt_it() {
+    let s3 = S3Server::start("lake").unwrap();
+    concurrent_jobs("s3://lake/concurrent", s3.storage_options()).await;
+}
+
+async fn concurrent_jobs(url: &str, options: BTreeMap<String, String>) {
     let tansu = Tansu::start().unwrap();
     let kafka = tansu.kafka_config();
     tansu
         .create_topic(&kafka.topic("readings"), 3)
         .await
         .unwrap();
-    let dir = temp_dir();
-    let url = format!("file://{}", dir.path().join("lake").display());
-    let cfg = config(&kafka, &url, BTreeMap::new());
+    let cfg = config(&kafka, url, options);
     let lake = lake(&cfg);
     let to = now_ms() - 30 * MIN;
     let readings = generate(21, 3, 8, to - DAY - 5 * 3_600_000, to);
