@@ -7,7 +7,6 @@
 //! the byte offset it reached as the Delta transaction `fjord:import:<file fingerprint>`, so an
 //! interrupted import resumes where it stopped and a repeated one adds nothing.
 
-use std::borrow::Cow;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -15,10 +14,9 @@ use std::path::{Path, PathBuf};
 use deltalake::DeltaTable;
 use deltalake::kernel::Transaction;
 use fjord_core::config::Config;
-use fjord_core::decode::{DecodeOptions, RawMessage, decode_reading};
+use fjord_core::decode::{DecodeOptions, decode_document};
 use fjord_core::model::TsSource;
 use fjord_core::time::now_ms;
-use serde::Deserialize;
 
 use crate::commit::{self, Appended};
 use crate::error::{Error, Result};
@@ -71,39 +69,9 @@ enum Line {
     Refused { reason: &'static str, error: String },
 }
 
-#[derive(Deserialize)]
-struct Ids<'a> {
-    #[serde(borrow, default)]
-    lot_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    space_id: Option<Cow<'a, str>>,
-}
-
 /// Decodes one JSON object (a line of a JSON-lines file, or a converted CSV record).
 fn decode_line(json: &[u8], now: i64, opts: &DecodeOptions) -> Line {
-    let ids: Ids<'_> = match serde_json::from_slice(json) {
-        Ok(ids) => ids,
-        Err(e) => {
-            return Line::Refused {
-                reason: "invalid_json",
-                error: format!("not a JSON object: {e}"),
-            };
-        }
-    };
-    let (Some(lot_id), Some(space_id)) = (ids.lot_id, ids.space_id) else {
-        return Line::Refused {
-            reason: "missing_ids",
-            error: "an imported reading needs \"lot_id\" and \"space_id\" fields".into(),
-        };
-    };
-    let msg = RawMessage {
-        lot_id: &lot_id,
-        space_id: &space_id,
-        payload: json,
-        content_type: Some("application/json"),
-        received_at: now,
-    };
-    match decode_reading(&msg, opts) {
+    match decode_document(json, now, opts) {
         Ok(reading) if reading.ts_source == TsSource::Received => Line::Refused {
             reason: "missing_ts",
             error: "an imported reading needs a \"ts\" field (there is no receive time to use)"
@@ -539,11 +507,11 @@ mod tests {
         else {
             panic!("accepted a reading without lot_id");
         };
-        assert_eq!(reason, "missing_ids");
+        assert_eq!(reason, "missing_id");
         let Line::Refused { reason, .. } = decode("not json") else {
             panic!("accepted garbage");
         };
-        assert_eq!(reason, "invalid_json");
+        assert_eq!(reason, "not_an_object");
     }
 
     #[test]

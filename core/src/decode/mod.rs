@@ -75,6 +75,11 @@ impl Default for DecodeOptions {
 /// Why a message is not a valid reading. Each message says what to change on the device.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DecodeError {
+    /// A self-describing reading (a backfill line) does not name its `lot_id` or `space_id`.
+    #[error(
+        "the reading has no `{0}` field; a reading loaded from a file must name its lot and space"
+    )]
+    MissingId(&'static str),
     /// The topic's `lot_id` or `space_id` segment is empty (`parking//S1`).
     #[error("the topic's `{0}` segment is empty; publish to parking/<lot_id>/<space_id>")]
     EmptyTopicId(&'static str),
@@ -156,6 +161,7 @@ impl DecodeError {
     pub fn reason(&self) -> &'static str {
         match self {
             DecodeError::EmptyTopicId(_) => "empty_id",
+            DecodeError::MissingId(_) => "missing_id",
             DecodeError::Empty => "empty",
             DecodeError::UnsupportedContentType(_) => "content_type",
             DecodeError::NotAnObject(_) => "not_an_object",
@@ -224,20 +230,50 @@ pub fn decode_reading(msg: &RawMessage<'_>, opts: &DecodeOptions) -> Result<Read
     if msg.space_id.is_empty() {
         return Err(DecodeError::EmptyTopicId("space_id"));
     }
-    let format = detect_format(msg.payload, msg.content_type)?;
-    let raw: RawPayload = match format {
-        PayloadFormat::Json => {
-            serde_json::from_slice(msg.payload).map_err(|e| malformed_json(&e))?
-        }
-        PayloadFormat::Cbor => {
-            ciborium::from_reader(msg.payload).map_err(|e| malformed_cbor(&e, msg.payload))?
-        }
+    let raw = parse(msg.payload, msg.content_type)?;
+    finish(raw, msg.lot_id, msg.space_id, msg.received_at, opts)
+}
+
+/// Decodes a self-describing reading: a JSON or CBOR object that names its own `lot_id` and
+/// `space_id` (a line of a backfill file), with the same rules as [`decode_reading`].
+pub fn decode_document(
+    payload: &[u8],
+    received_at: TimestampMs,
+    opts: &DecodeOptions,
+) -> Result<Reading, DecodeError> {
+    let raw = parse(payload, None)?;
+    let id = |field: &'static str, v: Option<&Scalar>| match v {
+        Some(Scalar::Str(s)) if !s.is_empty() => Ok(s.clone()),
+        Some(Scalar::Int(i)) => Ok(i.to_string()),
+        None | Some(Scalar::Null) | Some(Scalar::Str(_)) => Err(DecodeError::MissingId(field)),
+        Some(other) => Err(invalid(field, "a non-empty string", other)),
     };
+    let lot_id = id("lot_id", raw.lot_id.as_ref())?;
+    let space_id = id("space_id", raw.space_id.as_ref())?;
+    finish(raw, &lot_id, &space_id, received_at, opts)
+}
+
+fn parse(payload: &[u8], content_type: Option<&str>) -> Result<RawPayload, DecodeError> {
+    match detect_format(payload, content_type)? {
+        PayloadFormat::Json => serde_json::from_slice(payload).map_err(|e| malformed_json(&e)),
+        PayloadFormat::Cbor => {
+            ciborium::from_reader(payload).map_err(|e| malformed_cbor(&e, payload))
+        }
+    }
+}
+
+fn finish(
+    raw: RawPayload,
+    lot_id: &str,
+    space_id: &str,
+    received_at: TimestampMs,
+    opts: &DecodeOptions,
+) -> Result<Reading, DecodeError> {
     if let Some(field) = raw.duplicate {
         return Err(DecodeError::DuplicateField(field));
     }
-    check_id("lot_id", raw.lot_id.as_ref(), msg.lot_id)?;
-    check_id("space_id", raw.space_id.as_ref(), msg.space_id)?;
+    check_id("lot_id", raw.lot_id.as_ref(), lot_id)?;
+    check_id("space_id", raw.space_id.as_ref(), space_id)?;
     let occupied = match raw.occupied {
         None | Some(Scalar::Null) => return Err(DecodeError::MissingOccupied),
         Some(Scalar::Bool(b)) => b,
@@ -251,8 +287,8 @@ pub fn decode_reading(msg: &RawMessage<'_>, opts: &DecodeOptions) -> Result<Read
         },
     };
     let (ts, ts_source) = match raw.ts {
-        None | Some(TsRaw::Other(Scalar::Null)) => (msg.received_at, TsSource::Received),
-        Some(v) => (device_ts(&v, msg.received_at, opts)?, TsSource::Device),
+        None | Some(TsRaw::Other(Scalar::Null)) => (received_at, TsSource::Received),
+        Some(v) => (device_ts(&v, received_at, opts)?, TsSource::Device),
     };
     let extra = if raw.extra.is_empty() {
         None
@@ -260,8 +296,8 @@ pub fn decode_reading(msg: &RawMessage<'_>, opts: &DecodeOptions) -> Result<Read
         Some(serde_json::Value::Object(raw.extra).to_string())
     };
     Ok(Reading {
-        lot_id: msg.lot_id.to_owned(),
-        space_id: msg.space_id.to_owned(),
+        lot_id: lot_id.to_owned(),
+        space_id: space_id.to_owned(),
         ts,
         occupied,
         battery,

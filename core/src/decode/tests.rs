@@ -390,3 +390,35 @@ proptest! {
         let _ = decode_both(v);
     }
 }
+
+#[test]
+fn a_document_names_its_own_lot_and_space() {
+    let opts = DecodeOptions::default();
+    let now = 1_795_255_260_000;
+    let r = decode_document(
+        br#"{"lot_id":"L1","space_id":"S7","ts":1795255200000,"occupied":true,"fw":"2"}"#,
+        now,
+        &opts,
+    )
+    .unwrap();
+    assert_eq!((r.lot_id.as_str(), r.space_id.as_str()), ("L1", "S7"));
+    assert_eq!(r.extra.as_deref(), Some(r#"{"fw":"2"}"#));
+    let e = decode_document(br#"{"space_id":"S7","occupied":true}"#, now, &opts).unwrap_err();
+    assert_eq!(e.reason(), "missing_id");
+    assert!(e.to_string().contains("`lot_id`"), "{e}");
+    let e = decode_document(
+        br#"{"lot_id":"","space_id":"S7","occupied":true}"#,
+        now,
+        &opts,
+    )
+    .unwrap_err();
+    assert_eq!(e.reason(), "missing_id");
+    // The same rules as MQTT payloads.
+    let e = decode_document(
+        br#"{"lot_id":"L1","space_id":"S7","occupied":1}"#,
+        now,
+        &opts,
+    )
+    .unwrap_err();
+    assert_eq!(e.reason(), "invalid_field");
+}
