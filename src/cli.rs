@@ -187,16 +187,32 @@ pub struct BatchArgs {
 #[derive(Debug, Subcommand)]
 pub enum BatchJob {
     /// ingest → compact → views
+    #[command(
+        after_help = "Examples:\n  fjord batch run                       # once; exit 0 on success (cron, CronJob, Airflow)\n  fjord batch run --every 10m\n  fjord batch run --cron \"0 * * * *\"      # UTC\n  FJORD__LAKE__URL=s3://bucket/fjord fjord batch run"
+    )]
     Run(Schedule),
     /// Land new records of fjord.readings in the lake, exactly once
+    #[command(
+        after_help = "Examples:\n  fjord batch ingest\n  fjord batch ingest --every 1m -c fjord.toml"
+    )]
     Ingest(Schedule),
     /// Rewrite small files into large ones
+    #[command(
+        after_help = "Examples:\n  fjord batch compact\n  fjord batch compact --cron \"30 3 * * *\""
+    )]
     Compact(Schedule),
     /// Recompute the batch views for the dates touched since the last run
+    #[command(after_help = "Examples:\n  fjord batch views\n  fjord batch views --every 15m")]
     Views(Schedule),
     /// Remove files no longer referenced, after the retention period
+    #[command(
+        after_help = "Examples:\n  fjord batch vacuum\n  FJORD__BATCH__VACUUM_RETENTION=1d fjord batch vacuum"
+    )]
     Vacuum(Schedule),
     /// Backfill historical readings from JSON-lines or CSV files
+    #[command(
+        after_help = "Examples:\n  fjord batch import history.jsonl\n  fjord batch import 2025-*.csv\n\nJSON lines: {\"lot_id\":\"L1\",\"space_id\":\"S1\",\"ts\":\"2025-10-01T08:00:00Z\",\"occupied\":true}\nCSV header: lot_id,space_id,ts,occupied[,battery,…]"
+    )]
     Import {
         /// Files to import.
         #[arg(required = true, value_name = "FILE")]

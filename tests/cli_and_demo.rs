@@ -42,6 +42,11 @@ fn help_lists_every_command_of_the_spec() {
             batch.lines().any(|l| l.trim_start().starts_with(job)),
             "{job}:\n{batch}"
         );
+        let help = text(&fjord(&["batch", job, "--help"]).stdout);
+        assert!(
+            help.contains(&format!("fjord batch {job}")) && help.contains("Examples:"),
+            "`fjord batch {job} --help` has no examples:\n{help}"
+        );
     }
     let demo = text(&fjord(&["demo", "--help"]).stdout);
     for flag in [
