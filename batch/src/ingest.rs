@@ -17,11 +17,10 @@ use fjord_core::config::Config;
 use fjord_core::decode::DecodeOptions;
 use fjord_core::decode::record::{ReadingsTopics, RecordHeaders, decode_record};
 use fjord_core::kafka::{
-    HEADER_CONTENT_TYPE, HEADER_MQTT_TOPIC, HEADER_RECEIVED_AT, Topics, client_config,
+    HEADER_CONTENT_TYPE, HEADER_MQTT_TOPIC, HEADER_RECEIVED_AT, QuietEof, Topics, client_config,
 };
 use fjord_core::time::{now_ms, parse_rfc3339};
-use rdkafka::client::ClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -55,21 +54,6 @@ pub struct IngestSummary {
     pub resets: Vec<String>,
 }
 
-/// Keeps the expected end-of-partition events out of the error log.
-struct Quiet;
-
-impl ClientContext for Quiet {
-    fn error(&self, error: KafkaError, reason: &str) {
-        let eof = matches!(error, KafkaError::PartitionEOF(_))
-            || error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF);
-        if !eof {
-            tracing::warn!(%error, reason, "kafka client error");
-        }
-    }
-}
-
-impl ConsumerContext for Quiet {}
-
 /// Per-partition progress inside a run.
 #[derive(Debug, Clone, Copy)]
 struct Position {
@@ -95,14 +79,14 @@ struct Chunk {
 pub async fn ingest(cfg: &Config, lake: &Lake) -> Result<IngestSummary> {
     let topic = Topics::new(&cfg.kafka).readings;
     let timeout = cfg.batch.kafka_timeout.std();
-    let consumer: Arc<BaseConsumer<Quiet>> = Arc::new(
+    let consumer: Arc<BaseConsumer<QuietEof>> = Arc::new(
         client_config(&cfg.kafka)
             .set("group.id", "fjord-batch")
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "true")
             .set("auto.offset.reset", "error")
-            .create_with_context(Quiet)
+            .create_with_context(QuietEof)
             .map_err(|e| Error::Kafka(format!("cannot create a consumer: {e}")))?,
     );
     let (partitions, cluster) = {
@@ -321,7 +305,7 @@ fn count(summary: &mut IngestSummary, a: Appended) {
 
 /// The partitions of `topic` (empty when it does not exist) and the cluster id.
 fn discover(
-    consumer: &BaseConsumer<Quiet>,
+    consumer: &BaseConsumer<QuietEof>,
     topic: &str,
     timeout: Duration,
 ) -> Result<(Vec<i32>, String)> {
@@ -343,7 +327,7 @@ fn discover(
 
 /// The log start offset of `partition` and what is at `offset` (the last one landed), if any.
 fn probe(
-    consumer: &BaseConsumer<Quiet>,
+    consumer: &BaseConsumer<QuietEof>,
     topic: &str,
     partition: i32,
     offset: Option<i64>,
@@ -448,7 +432,7 @@ impl Decoder {
 
 /// Reads until `max` records, or until every partition is at its end.
 fn read_chunk(
-    consumer: &BaseConsumer<Quiet>,
+    consumer: &BaseConsumer<QuietEof>,
     decoder: &Decoder,
     mut positions: BTreeMap<i32, Position>,
     max: usize,

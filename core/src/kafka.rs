@@ -78,6 +78,23 @@ impl Topics {
     }
 }
 
+/// A client context for consumers that read partitions to their end (`enable.partition.eof`):
+/// the end-of-partition notices librdkafka also reports as client errors are expected, not
+/// warnings. Every other client error is logged.
+pub struct QuietEof;
+
+impl rdkafka::client::ClientContext for QuietEof {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        let eof = matches!(error, rdkafka::error::KafkaError::PartitionEOF(_))
+            || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF);
+        if !eof {
+            tracing::warn!(%error, reason, "kafka client error");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for QuietEof {}
+
 /// A librdkafka client config with `bootstrap.servers`, `client.id` and the `[kafka.options]`.
 pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
     let mut c = ClientConfig::new();

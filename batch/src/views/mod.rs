@@ -23,7 +23,6 @@ use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
 use fjord_core::config::Config;
-use fjord_core::lots::LotsRegistry;
 use fjord_core::time::{TimestampMs, epoch_day, format_date, now_ms};
 
 use crate::commit::{self, OPERATION_KEY};
@@ -200,7 +199,7 @@ pub async fn views(cfg: &Config, lake: &Lake) -> Result<ViewsSummary> {
             let day_readings = load_day(&ctx, d).await?;
             summary.readings += day_readings.len() as u64;
             let v = compute_day(d, hwm, &carried, &day_readings, &|lot| {
-                capacity(&registry, lot)
+                registry.capacity(lot)
             });
             w1m.extend(v.w1m);
             w10m.extend(v.w10m);
@@ -254,10 +253,6 @@ pub async fn views(cfg: &Config, lake: &Lake) -> Result<ViewsSummary> {
     summary.hwm = Some(hwm);
     summary.readings_version = Some(rv);
     Ok(summary)
-}
-
-fn capacity(registry: &LotsRegistry, lot: &str) -> Option<u32> {
-    registry.capacity(lot)
 }
 
 /// The distinct `date` partitions of a table, from its file list (no data is read).

@@ -8,25 +8,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use rdkafka::client::ClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use fjord_core::kafka::QuietEof;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-
-/// Keeps the expected end-of-partition event out of the error log.
-struct Quiet;
-
-impl ClientContext for Quiet {
-    fn error(&self, error: KafkaError, reason: &str) {
-        let eof = matches!(error, KafkaError::PartitionEOF(_))
-            || error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF);
-        if !eof {
-            tracing::warn!(%error, reason, "restore consumer error");
-        }
-    }
-}
-
-impl ConsumerContext for Quiet {}
 
 use crate::{Error, Result};
 
@@ -38,12 +23,12 @@ pub fn read_changelog(
     timeout: Duration,
 ) -> Result<BTreeMap<String, Vec<u8>>> {
     let err = |reason: String| Error::Checkpoint { partition, reason };
-    let consumer: BaseConsumer<Quiet> = base
+    let consumer: BaseConsumer<QuietEof> = base
         .clone()
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("group.id", "fjord-stream-restore")
-        .create_with_context(Quiet)
+        .create_with_context(QuietEof)
         .map_err(|e| err(format!("cannot create a consumer: {e}")))?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Beginning)
