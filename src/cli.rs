@@ -36,8 +36,10 @@ pub enum Command {
     #[command(after_help = "Example:\n  fjord bridge --config fjord.toml")]
     Bridge,
     /// Stream processor (occupancy windows, alerts) and alert dispatcher
-    #[command(after_help = "Example:\n  fjord stream --config fjord.toml")]
-    Stream,
+    #[command(
+        after_help = "Examples:\n  fjord stream --config fjord.toml\n  fjord stream --config fjord.toml --only-deliver"
+    )]
+    Stream(StreamArgs),
     /// Batch jobs on the lake: run, ingest, compact, views, vacuum, import
     #[command(
         after_help = "Examples:\n  fjord batch run\n  fjord batch run --every 10m\n  fjord batch import readings.jsonl"
@@ -73,6 +75,17 @@ pub enum ConfigCommand {
         #[arg(long)]
         print: bool,
     },
+}
+
+/// `fjord stream` flags.
+#[derive(Debug, Args)]
+pub struct StreamArgs {
+    /// Only deliver `fjord.alerts` to the configured webhooks (no stream processing).
+    #[arg(long, conflicts_with = "no_deliver")]
+    pub only_deliver: bool,
+    /// Only process the stream; leave webhook delivery to a `--only-deliver` instance.
+    #[arg(long)]
+    pub no_deliver: bool,
 }
 
 /// `fjord demo` flags (SPEC §2).
@@ -247,7 +260,7 @@ impl Command {
         match self {
             Command::Demo(_) => "demo".into(),
             Command::Bridge => "bridge".into(),
-            Command::Stream => "stream".into(),
+            Command::Stream(_) => "stream".into(),
             Command::Batch(b) => format!(
                 "batch {}",
                 match b.job {

@@ -97,28 +97,56 @@ pub fn bridge(path: Option<&Path>) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// `fjord stream`
-pub fn stream(path: Option<&Path>) -> anyhow::Result<ExitCode> {
+/// `fjord stream`: the processor and, when webhooks are configured, their delivery.
+pub fn stream(path: Option<&Path>, args: &crate::cli::StreamArgs) -> anyhow::Result<ExitCode> {
     let Some(config) = load(path) else {
         return Ok(ExitCode::FAILURE);
     };
     telemetry::init_tracing(&config.log)?;
     runtime()?.block_on(async {
         let metrics = Metrics::new();
-        let stream_metrics = fjord_stream::metrics::StreamMetrics::new(&metrics)?;
         let shutdown = shutdown_signal()?;
-        if let Some(listen) = config.stream.metrics_listen {
+        let listen = if args.only_deliver {
+            config.alerts.delivery.metrics_listen
+        } else {
+            config.stream.metrics_listen
+        };
+        if let Some(listen) = listen {
             let addr = telemetry::serve_metrics(listen, metrics.clone(), shutdown.clone()).await?;
             tracing::info!(%addr, "metrics at /metrics");
         }
-        if let Err(e) = fjord_stream::runtime::ensure_topics(&config).await {
-            tracing::warn!(error = %e, "could not create the stream topics; they must exist");
+        let deliver = !args.no_deliver && !config.alerts.webhooks.is_empty();
+        if args.only_deliver && config.alerts.webhooks.is_empty() {
+            eprintln!("error: --only-deliver needs at least one [[alerts.webhooks]] in the config");
+            return Ok(ExitCode::from(2));
         }
-        let summary = run_stream(config, stream_metrics, shutdown, Default::default()).await?;
-        println!(
-            "stream stopped: {} records, {} windows, {} late, {} duplicates, {} dead-lettered, {} commits",
-            summary.records, summary.windows, summary.late, summary.duplicates, summary.dead, summary.commits
-        );
+        let delivery = deliver.then(|| {
+            let (config, stop) = (config.clone(), shutdown.clone());
+            let metrics = fjord_stream::metrics::DeliveryMetrics::new(&metrics);
+            tokio::spawn(async move { fjord_stream::delivery::run(&config, metrics?, stop).await })
+        });
+        if !args.only_deliver {
+            let stream_metrics = fjord_stream::metrics::StreamMetrics::new(&metrics)?;
+            if let Err(e) = fjord_stream::runtime::ensure_topics(&config).await {
+                tracing::warn!(error = %e, "could not create the stream topics; they must exist");
+            }
+            // an error ends the process, and delivery with it: what it had not settled is sent
+            // again by the next run
+            let summary =
+                run_stream(config, stream_metrics, shutdown.clone(), Default::default()).await?;
+            println!(
+                "stream stopped: {} records, {} windows, {} alerts, {} late, {} duplicates, {} dead-lettered, {} commits",
+                summary.records, summary.windows, summary.alerts, summary.late, summary.duplicates, summary.dead, summary.commits
+            );
+        }
+        if let Some(task) = delivery {
+            for s in task.await?? {
+                println!(
+                    "webhook {}: {} delivered, {} dead-lettered, {} retries",
+                    s.webhook, s.delivered, s.dead_lettered, s.retries
+                );
+            }
+        }
         Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
     })
 }

@@ -193,6 +193,31 @@ pub async fn run(args: DemoArgs, mut config: Config, metrics: Metrics) -> anyhow
         ))
     };
 
+    // Webhook delivery of the alerts (the processor logs every alert either way).
+    for (i, url) in args.webhook.iter().enumerate() {
+        config.alerts.webhooks.push(fjord_core::config::Webhook {
+            name: format!("demo-{}", i + 1),
+            url: url.clone(),
+            secret: args.webhook_secret.clone().unwrap_or_else(|| token.clone()),
+            rules: Vec::new(),
+            timeout: fjord_core::duration::Duration::from_secs(5),
+        });
+    }
+    let problems: Vec<String> = config
+        .validate()
+        .into_iter()
+        .filter(|(key, _)| key.starts_with("alerts.webhooks"))
+        .map(|(key, msg)| format!("{key}: {msg}"))
+        .collect();
+    if !problems.is_empty() {
+        bail!("--webhook: {}", problems.join("; "));
+    }
+    let delivery = (!config.alerts.webhooks.is_empty()).then(|| {
+        let (config, stop) = (config.clone(), shutdown.clone());
+        let metrics = fjord_stream::metrics::DeliveryMetrics::new(&metrics);
+        tokio::spawn(async move { fjord_stream::delivery::run(&config, metrics?, stop).await })
+    });
+
     // The batch layer: `batch run` every --batch-every on the lake in the data dir.
     let lake_url = config.lake_url();
     let batch = {
@@ -289,11 +314,25 @@ pub async fn run(args: DemoArgs, mut config: Config, metrics: Metrics) -> anyhow
     }
     match tokio::time::timeout(Duration::from_secs(40), stream).await {
         Ok(Ok(Ok(s))) => println!(
-            "stream: {} records, {} windows, {} late, {} duplicates, {} commits",
-            s.records, s.windows, s.late, s.duplicates, s.commits
+            "stream: {} records, {} windows, {} alerts, {} late, {} duplicates, {} commits",
+            s.records, s.windows, s.alerts, s.late, s.duplicates, s.commits
         ),
         Ok(Ok(Err(e))) => tracing::error!(error = %e, "stream processor failed"),
         _ => tracing::warn!("stream processor did not stop in time"),
+    }
+    if let Some(task) = delivery {
+        match tokio::time::timeout(Duration::from_secs(10), task).await {
+            Ok(Ok(Ok(summaries))) => {
+                for s in summaries {
+                    println!(
+                        "webhook {}: {} delivered, {} dead-lettered, {} retries",
+                        s.webhook, s.delivered, s.dead_lettered, s.retries
+                    );
+                }
+            }
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "webhook delivery failed"),
+            _ => tracing::warn!("webhook delivery did not stop in time"),
+        }
     }
     // A batch run in progress is cut short: the lake only ever sees whole commits.
     batch.abort();
@@ -380,6 +419,23 @@ fn print_banner(args: &DemoArgs, e: &Endpoints, endpoints_path: &Path, lots: usi
         e.kafka.topics.readings, e.kafka.topics.occupancy, e.kafka.topics.live
     ));
     out.push_str(&format!(
+        "  Alerts        {} (lot_full, sensor_silent, battery_low, gateway_offline); {}\n",
+        e.kafka.topics.alerts,
+        if args.webhook.is_empty() {
+            "logged here (add --webhook URL to deliver them)".to_owned()
+        } else {
+            format!(
+                "delivered to {} (X-Fjord-Signature: HMAC-SHA256 with {})",
+                args.webhook.join(", "),
+                if args.webhook_secret.is_some() {
+                    "--webhook-secret"
+                } else {
+                    "the demo token"
+                }
+            )
+        }
+    ));
+    out.push_str(&format!(
         "  Batch         {} → {}  (readings, occupancy_1m, occupancy_10m; every {})\n",
         e.kafka.topics.readings, e.lake.url, e.lake.batch_every
     ));
@@ -401,16 +457,10 @@ fn print_banner(args: &DemoArgs, e: &Endpoints, endpoints_path: &Path, lots: usi
     for c in &e.not_built_yet {
         out.push_str(&format!("    - {c}\n"));
     }
-    let waiting: Vec<String> = [
-        (!args.webhook.is_empty()).then(|| format!("--webhook {}", args.webhook.join(", "))),
-        args.webhook_secret
-            .as_ref()
-            .map(|_| "--webhook-secret".to_owned()),
-        Some(format!(
-            "--pg-port {} --flight-port {}",
-            args.pg_port, args.flight_port
-        )),
-    ]
+    let waiting: Vec<String> = [Some(format!(
+        "--pg-port {} --flight-port {}",
+        args.pg_port, args.flight_port
+    ))]
     .into_iter()
     .flatten()
     .collect();

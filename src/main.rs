@@ -33,7 +33,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Demo(args) => commands::demo(config_path, args),
         Command::Bridge => commands::bridge(config_path),
-        Command::Stream => commands::stream(config_path),
+        Command::Stream(args) => commands::stream(config_path, &args),
         Command::Simulate(args) => commands::simulate(config_path, args),
         Command::Batch(args) => batch_cmd::command(config_path, args),
         other => {

@@ -2,7 +2,7 @@
 
 use fjord_core::telemetry::Metrics;
 use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
 };
 
 use crate::{Error, Result};
@@ -26,6 +26,8 @@ pub struct StreamMetrics {
     pub spaces: IntGauge,
     /// Checkpoint restores (assignments and rewinds).
     pub restores: IntCounter,
+    /// Alert state changes, by `rule` and `status`.
+    pub alerts: IntCounterVec,
 }
 
 fn e(err: prometheus::Error) -> Error {
@@ -77,6 +79,14 @@ impl StreamMetrics {
                 "State restores from the checkpoint topic",
             )
             .map_err(e)?,
+            alerts: IntCounterVec::new(
+                Opts::new(
+                    "stream_alerts_total",
+                    "Alert state changes, by rule and status",
+                ),
+                &["rule", "status"],
+            )
+            .map_err(e)?,
         };
         registry.register(&m.records)?;
         registry.register(&m.windows)?;
@@ -86,6 +96,69 @@ impl StreamMetrics {
         registry.register(&m.state_bytes)?;
         registry.register(&m.spaces)?;
         registry.register(&m.restores)?;
+        registry.register(&m.alerts)?;
+        Ok(m)
+    }
+}
+
+/// The webhook dispatcher's metrics.
+#[derive(Clone)]
+pub struct DeliveryMetrics {
+    /// Deliveries, by `webhook` and `outcome` (delivered, retried, dead_letter, filtered,
+    /// duplicate, invalid).
+    pub deliveries: IntCounterVec,
+    /// From the alert record's write to the receiver's 2xx, by `webhook`.
+    pub latency_seconds: HistogramVec,
+    /// Deliveries waiting for a retry, by `webhook`.
+    pub retry_queue: IntGaugeVec,
+    /// Alert records read and not yet settled, by `webhook`.
+    pub in_flight: IntGaugeVec,
+}
+
+impl DeliveryMetrics {
+    /// Creates and registers the metrics.
+    pub fn new(registry: &Metrics) -> Result<Self> {
+        let m = Self {
+            deliveries: IntCounterVec::new(
+                Opts::new(
+                    "alert_deliveries_total",
+                    "Webhook deliveries, by webhook and outcome",
+                ),
+                &["webhook", "outcome"],
+            )
+            .map_err(e)?,
+            latency_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "alert_delivery_latency_seconds",
+                    "From the alert record's write to the webhook's 2xx answer",
+                )
+                .buckets(vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 300.0,
+                ]),
+                &["webhook"],
+            )
+            .map_err(e)?,
+            retry_queue: IntGaugeVec::new(
+                Opts::new(
+                    "alert_delivery_retry_queue",
+                    "Deliveries waiting for a retry",
+                ),
+                &["webhook"],
+            )
+            .map_err(e)?,
+            in_flight: IntGaugeVec::new(
+                Opts::new(
+                    "alert_delivery_in_flight",
+                    "Alert records read and not yet settled",
+                ),
+                &["webhook"],
+            )
+            .map_err(e)?,
+        };
+        registry.register(&m.deliveries)?;
+        registry.register(&m.latency_seconds)?;
+        registry.register(&m.retry_queue)?;
+        registry.register(&m.in_flight)?;
         Ok(m)
     }
 }

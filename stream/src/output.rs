@@ -3,7 +3,7 @@
 //! repeated by a replay is byte-identical to the first copy.
 
 use fjord_core::kafka::{HEADER_ERROR, Topics};
-use fjord_core::model::OccupancyWindow;
+use fjord_core::model::{Alert, OccupancyWindow};
 use fjord_core::time::format_rfc3339_ms;
 
 use crate::partition::{LiveRow, Output};
@@ -57,6 +57,7 @@ pub fn record(topics: &Topics, output: Output) -> OutRecord {
                 headers,
             }
         }
+        Output::Alert(a) => alert_record(topics, &a),
         Output::DeadLetter {
             key,
             payload,
@@ -88,6 +89,18 @@ pub fn window_record(topics: &Topics, w: &OccupancyWindow) -> OutRecord {
             HEADER_WINDOW.into(),
             window_label(w.window_end - w.window_start).into_bytes(),
         )],
+    }
+}
+
+/// An alert state change: key the alert key (so one alert's changes stay in order in one
+/// partition), value the webhook body of SPEC §5.
+pub fn alert_record(topics: &Topics, a: &Alert) -> OutRecord {
+    OutRecord {
+        topic: topics.alerts.clone(),
+        partition: None,
+        key: a.key.clone().into_bytes(),
+        payload: serde_json::to_vec(a).unwrap_or_default(),
+        headers: Vec::new(),
     }
 }
 

@@ -8,15 +8,17 @@
 //! lot's checkpoint is skipped, so a replay repeats exactly the outputs of the original run.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use fjord_core::decode::DecodeOptions;
 use fjord_core::decode::record::{ReadingsTopics, RecordHeaders, decode_record};
 use fjord_core::lots::LotsRegistry;
-use fjord_core::model::OccupancyWindow;
+use fjord_core::model::{Alert, OccupancyWindow};
 use fjord_core::occupancy::{LotEngine, Offer, StateSize};
 use fjord_core::time::TimestampMs;
 use serde::{Deserialize, Serialize};
 
+use crate::alerts::{LotAlerts, Rules};
 use crate::watermark::Watermark;
 
 /// What every partition needs to know.
@@ -38,6 +40,8 @@ pub struct Settings {
     pub topics: ReadingsTopics,
     /// Registered capacities.
     pub lots: LotsRegistry,
+    /// Alert rules.
+    pub rules: Arc<Rules>,
 }
 
 /// A record of `fjord.readings`.
@@ -71,6 +75,8 @@ pub enum Output {
         /// The watermark that judged it.
         watermark: TimestampMs,
     },
+    /// An alert state change.
+    Alert(Alert),
     /// A record that does not decode.
     DeadLetter {
         /// Original key.
@@ -108,6 +114,8 @@ pub struct LotState {
     pub engine: LotEngine,
     /// Offset of the last record applied to this lot.
     pub applied_offset: i64,
+    /// Its alerts.
+    pub alerts: LotAlerts,
 }
 
 /// The partition-level checkpoint.
@@ -133,6 +141,8 @@ pub struct PartitionState {
     meta_dirty: bool,
     /// No lot has anything to do before this instant.
     next_due: TimestampMs,
+    /// No lot's alerts have anything to do before this watermark.
+    alerts_due: TimestampMs,
 }
 
 /// The current occupancy of one lot (a record of the live topic).
@@ -163,6 +173,7 @@ impl PartitionState {
             live_dirty: HashSet::new(),
             meta_dirty: false,
             next_due: i64::MIN,
+            alerts_due: i64::MIN,
         }
     }
 
@@ -234,6 +245,7 @@ impl PartitionState {
                             settings.dedup_horizon_ms,
                         ),
                         applied_offset: -1,
+                        alerts: LotAlerts::default(),
                     });
                 lot.applied_offset = rec.offset;
                 let fate = match lot.engine.offer(
@@ -247,6 +259,16 @@ impl PartitionState {
                         if let Some(t) = lot.engine.next_event() {
                             self.next_due = self.next_due.min(t);
                         }
+                        let mut alerts = Vec::new();
+                        lot.alerts.on_reading(
+                            &settings.rules,
+                            &lot.engine,
+                            &reading,
+                            settings.lots.get(&reading.lot_id),
+                            &mut alerts,
+                        );
+                        out.extend(alerts.into_iter().map(Output::Alert));
+                        self.alerts_due = self.alerts_due.min(lot.alerts.next_due(&settings.rules));
                         Fate::Accepted
                     }
                     Offer::Duplicate => Fate::Duplicate,
@@ -278,6 +300,28 @@ impl PartitionState {
     }
 
     fn advance(&mut self, settings: &Settings, out: &mut Vec<Output>) {
+        self.close_windows(settings, out);
+        let wm = self.watermark.current();
+        if wm < self.alerts_due {
+            return;
+        }
+        let mut alerts = Vec::new();
+        let mut due = i64::MAX;
+        for (lot_id, lot) in &mut self.lots {
+            if lot.alerts.next_due(&settings.rules) <= wm {
+                lot.alerts
+                    .on_watermark(&settings.rules, &lot.engine, wm, &mut alerts);
+                self.dirty.insert(lot_id.clone());
+            }
+            due = due.min(lot.alerts.next_due(&settings.rules));
+        }
+        self.alerts_due = due;
+        // deterministic output order whatever the order of the lots in memory
+        alerts.sort_by(|a, b| (a.event_time, &a.key).cmp(&(b.event_time, &b.key)));
+        out.extend(alerts.into_iter().map(Output::Alert));
+    }
+
+    fn close_windows(&mut self, settings: &Settings, out: &mut Vec<Output>) {
         let frontier = self
             .watermark
             .current()
@@ -305,7 +349,27 @@ impl PartitionState {
                 &b.lot_id,
             ))
         });
-        out.extend(windows.into_iter().map(Output::Window));
+        let has_window_rules = settings
+            .rules
+            .user
+            .iter()
+            .any(|r| r.on == fjord_core::config::RuleInput::Window);
+        for w in windows {
+            if has_window_rules && let Some(lot) = self.lots.get_mut(&w.lot_id) {
+                let mut alerts = Vec::new();
+                lot.alerts.on_window(
+                    &settings.rules,
+                    &w,
+                    settings.lots.get(&w.lot_id),
+                    &mut alerts,
+                );
+                self.alerts_due = self.alerts_due.min(lot.alerts.next_due(&settings.rules));
+                out.push(Output::Window(w));
+                out.extend(alerts.into_iter().map(Output::Alert));
+            } else {
+                out.push(Output::Window(w));
+            }
+        }
     }
 
     /// The live rows of lots that changed since the last call.
@@ -371,6 +435,9 @@ impl PartitionState {
                     postcard::from_bytes(&value).map_err(|e| format!("checkpoint meta: {e}"))?;
                 state.next_offset = meta.next_offset;
                 state.watermark = meta.watermark;
+            } else if key.starts_with("presence/") {
+                // a presence partition's state sharing this changelog partition
+                continue;
             } else if let Some(lot_id) = key.strip_prefix("lot/") {
                 let lot: LotState = postcard::from_bytes(&value)
                     .map_err(|e| format!("checkpoint of lot {lot_id}: {e}"))?;
@@ -383,6 +450,12 @@ impl PartitionState {
             .lots
             .values()
             .filter_map(|l| l.engine.next_event())
+            .min()
+            .unwrap_or(i64::MAX);
+        state.alerts_due = state
+            .lots
+            .values()
+            .map(|l| l.alerts.next_due(&settings.rules))
             .min()
             .unwrap_or(i64::MAX);
         Ok(state)

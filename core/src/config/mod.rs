@@ -6,10 +6,12 @@
 //! or the environment variable it came from. `fjord.example.toml` at the repository root documents
 //! every key and is checked by a test to load.
 
+mod alerts;
 mod ingest;
 mod load;
 mod sections;
 
+pub use alerts::*;
 pub use ingest::{BridgeConfig, BrokerConfig, Credential, MqttProtocol};
 pub use load::{ConfigErrors, ConfigProblem};
 pub use sections::*;
@@ -49,6 +51,8 @@ pub struct Config {
     pub lake: LakeConfig,
     /// The batch layer.
     pub batch: BatchConfig,
+    /// Alert rules and webhooks (SPEC §5).
+    pub alerts: AlertsConfig,
     /// Listen addresses of the query server.
     pub serve: ServeConfig,
     /// Credentials every interface checks.
@@ -74,6 +78,7 @@ impl Default for Config {
             stream: StreamConfig::default(),
             lake: LakeConfig::default(),
             batch: BatchConfig::default(),
+            alerts: AlertsConfig::default(),
             serve: ServeConfig::default(),
             auth: AuthConfig::default(),
             credentials: Vec::new(),
@@ -128,6 +133,7 @@ impl Config {
         self.stream.validate(&mut problems);
         self.lake.validate(&mut problems);
         self.batch.validate(&mut problems);
+        self.alerts.validate(&self.stream.windows, &mut problems);
         self.serve.validate(&mut problems);
         for (i, lot) in self.lots.iter().enumerate() {
             for msg in lot.problems() {

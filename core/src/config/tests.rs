@@ -261,3 +261,70 @@ fn lots_file_rows_are_checked_with_the_config() {
     let c = Config::load(Some(&path), env(&[])).unwrap();
     assert_eq!(c.lots_registry().unwrap().capacity("L1"), Some(10));
 }
+
+#[test]
+fn alert_rules_and_webhooks_are_checked_at_load_with_the_position_of_a_bad_expression() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "fjord.toml",
+        r#"
+[alerts.lot_full]
+fire_at = 0.8
+resolve_at = 0.9
+
+[[alerts.rules]]
+name = "centre_full"
+expr = "occupancy_ratio > 0.95 AND zon = 'centre'"
+
+[[alerts.rules]]
+name = "quiet"
+on = "window"
+window = "5m"
+expr = "readings = 0"
+
+[[alerts.webhooks]]
+name = "ops"
+url = "ftp://example.org"
+secret = "short"
+rules = ["centre_full", "nope"]
+"#,
+    );
+    let err = Config::load(Some(&path), env(&[])).unwrap_err();
+    let text = err.to_string();
+    let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "alerts.lot_full.resolve_at",
+            "alerts.rules[0].expr",
+            "alerts.rules[1].window",
+            "alerts.webhooks[0].url",
+            "alerts.webhooks[0].secret",
+            "alerts.webhooks[0].rules",
+        ],
+        "{text}"
+    );
+    assert!(
+        err.problems[1]
+            .message
+            .starts_with("unknown column \"zon\"; known columns: lot_id, space_id,"),
+        "{text}"
+    );
+    assert!(
+        err.problems[1].message.contains("(line 1, column 28)"),
+        "{text}"
+    );
+    assert!(
+        err.problems[2]
+            .message
+            .contains("5m is not one of stream.windows (1m, 10m)"),
+        "{text}"
+    );
+    assert!(
+        err.problems[5]
+            .message
+            .contains("no rule is named \"nope\""),
+        "{text}"
+    );
+}

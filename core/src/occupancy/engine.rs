@@ -208,6 +208,11 @@ impl LotEngine {
             .map(|(k, &i)| (k.as_str(), &self.spaces[i as usize]))
     }
 
+    /// The state of one space, if it was ever seen.
+    pub fn space(&self, space_id: &str) -> Option<&SpaceState> {
+        self.index.get(space_id).map(|&i| &self.spaces[i as usize])
+    }
+
     /// Number of spaces tracked.
     pub fn spaces_len(&self) -> usize {
         self.spaces.len()

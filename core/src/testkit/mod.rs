@@ -3,6 +3,7 @@
 //! * [`Tansu`] — a Kafka-protocol broker (`tansu`, in-memory storage).
 //! * [`Mosquitto`] — an MQTT broker.
 //! * [`S3Server`] — an S3-compatible object store (`s3s-fs` over a temporary directory).
+//! * [`WebhookReceiver`] — an HTTP webhook receiver that records requests and answers as told.
 //! * [`unique_name`], [`temp_dir`], [`free_port`] — isolation helpers, so tests run in parallel.
 //! * [`kafka::collect`] reads a topic back; [`mqtt::publish_all`] publishes and awaits the PUBACKs.
 //!
@@ -16,11 +17,13 @@ pub mod mqtt;
 mod process;
 mod s3;
 mod tansu;
+mod webhook;
 
 pub use mosquitto::{Mosquitto, RECOMMENDED_CONFIG as MOSQUITTO_RECOMMENDED};
 pub use process::{ServerProcess, find_binary, free_port, wait_until};
 pub use s3::S3Server;
 pub use tansu::Tansu;
+pub use webhook::{Received, WebhookReceiver};
 
 use rand::Rng;
 

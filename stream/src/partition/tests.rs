@@ -20,6 +20,7 @@ fn settings() -> Settings {
         decode: DecodeOptions::default(),
         topics: ReadingsTopics::new(&MappingRule::defaults()).unwrap(),
         lots: LotsRegistry::default(),
+        rules: Arc::new(Rules::none()),
     }
 }
 
@@ -254,5 +255,39 @@ fn a_restored_partition_replays_exactly_the_original_outputs() {
         replay.iter().collect::<Vec<_>>(),
         tail,
         "lots ahead of the meta skip what they already applied"
+    );
+}
+
+#[test]
+fn sensor_silent_fires_from_idle_ticks_alone_and_a_restored_partition_does_not_fire_it_again() {
+    let mut s = settings();
+    let mut cfg = fjord_core::config::AlertsConfig::default();
+    cfg.sensor_silent.after = fjord_core::duration::Duration::from_mins(2);
+    cfg.lot_full.enabled = false;
+    s.rules = Arc::new(Rules::from_config(&cfg, &s.windows_ms).unwrap());
+    let mut p = PartitionState::new(0, &s);
+    let mut out = Vec::new();
+    feed(&mut p, &s, &rec(0, "L1", "S1", T0, true), &mut out);
+    assert!(!out.iter().any(|o| matches!(o, Output::Alert(_))));
+    // no traffic at all: only the wall clock moves the watermark (idle advance)
+    p.tick(&s, T0 + 3 * MIN, &mut out);
+    let alerts: Vec<&Alert> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Alert(a) => Some(a),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(alerts.len(), 1, "{out:?}");
+    assert_eq!(alerts[0].key, "sensor_silent/L1/S1");
+    assert_eq!(alerts[0].event_time, T0 + 2 * MIN);
+    // the alert state is part of the checkpoint
+    let restored = PartitionState::restore(0, &s, p.take_checkpoint()).unwrap();
+    let mut p = restored;
+    let mut again = Vec::new();
+    p.tick(&s, T0 + 4 * MIN, &mut again);
+    assert!(
+        !again.iter().any(|o| matches!(o, Output::Alert(_))),
+        "{again:?}"
     );
 }

@@ -22,7 +22,7 @@
 mod restore;
 mod sink;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -37,6 +37,7 @@ use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tracing::{error, info, warn};
 
 use self::sink::Sink;
+use crate::alerts::{PresenceState, Rules, gateway};
 use crate::metrics::StreamMetrics;
 use crate::output::{self, OutRecord, window_label};
 use crate::partition::{Fate, InRecord, Output, PartitionState, Settings};
@@ -61,6 +62,8 @@ pub struct Summary {
     pub duplicates: u64,
     /// Dead letters.
     pub dead: u64,
+    /// Alert state changes.
+    pub alerts: u64,
     /// Commits that succeeded.
     pub commits: u64,
 }
@@ -76,8 +79,11 @@ pub struct RunOptions {
 /// The settings of the partitions, from the config.
 pub fn settings(config: &Config) -> Result<Settings> {
     let s = &config.stream;
+    let windows_ms: Vec<i64> = s.windows.iter().map(|w| w.as_millis_i64()).collect();
+    let rules = Rules::from_config(&config.alerts, &windows_ms).map_err(Error::Config)?;
     Ok(Settings {
-        windows_ms: s.windows.iter().map(|w| w.as_millis_i64()).collect(),
+        rules: Arc::new(rules),
+        windows_ms,
         out_of_orderness_ms: s.out_of_orderness.as_millis_i64(),
         idle_after_ms: s.idle_after.as_millis_i64(),
         allowed_lateness_ms: s.allowed_lateness.as_millis_i64(),
@@ -99,6 +105,8 @@ pub async fn ensure_topics(config: &Config) -> Result<()> {
         k,
         &[
             &topics.occupancy,
+            &topics.alerts,
+            &topics.presence,
             &topics.late,
             &topics.dlq,
             &topics.live,
@@ -166,8 +174,13 @@ pub fn run(
         "heartbeat.interval.ms",
         (session.as_millis() / 3).max(100).to_string(),
     );
+    let state_partitions = readings_partitions(config, &topics.readings)?;
+    let with_presence = settings.rules.gateway_offline.is_some();
     let processor = Processor {
         settings,
+        presence: BTreeMap::new(),
+        presence_dirty: BTreeSet::new(),
+        state_partitions,
         topics: topics.clone(),
         restore_cfg: read,
         sink,
@@ -184,9 +197,13 @@ pub fn run(
             shared: shared.clone(),
         })
         .map_err(|e| Error::Kafka(format!("cannot create the consumer: {e}")))?;
+    let mut inputs = vec![topics.readings.as_str()];
+    if with_presence {
+        inputs.push(&topics.presence);
+    }
     consumer
-        .subscribe(&[&topics.readings])
-        .map_err(|e| Error::Kafka(format!("cannot subscribe to {}: {e}", topics.readings)))?;
+        .subscribe(&inputs)
+        .map_err(|e| Error::Kafka(format!("cannot subscribe to {inputs:?}: {e}")))?;
     info!(
         group = %config.stream.group_id,
         %instance,
@@ -259,7 +276,11 @@ impl ConsumerContext for Ctx {
                 p.fatal.get_or_insert(e);
             }
             for e in tpl.elements() {
-                p.states.remove(&e.partition());
+                if e.topic() == p.topics.presence {
+                    p.presence.remove(&e.partition());
+                } else {
+                    p.states.remove(&e.partition());
+                }
             }
             info!(partitions = ?tpl.elements().iter().map(|e| e.partition()).collect::<Vec<_>>(), "partitions revoked");
         }
@@ -269,10 +290,19 @@ impl ConsumerContext for Ctx {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 let mut p = lock(&self.shared);
-                let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-                for &partition in &partitions {
-                    if let Err(e) = p.restore(partition) {
-                        error!(partition, error = %e, "cannot restore a partition's state");
+                let partitions: Vec<(String, i32)> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_owned(), e.partition()))
+                    .collect();
+                for (topic, partition) in &partitions {
+                    let restored = if *topic == p.topics.presence {
+                        p.restore_presence(*partition)
+                    } else {
+                        p.restore(*partition)
+                    };
+                    if let Err(e) = restored {
+                        error!(%topic, partition, error = %e, "cannot restore a partition's state");
                         p.fatal.get_or_insert(e);
                     }
                 }
@@ -286,6 +316,11 @@ impl ConsumerContext for Ctx {
 
 struct Processor {
     settings: Settings,
+    /// `gateway_offline` state of the assigned `presence` partitions.
+    presence: BTreeMap<i32, PresenceState>,
+    presence_dirty: BTreeSet<i32>,
+    /// Partitions of the changelog (= of `readings`); presence partition p uses p mod this.
+    state_partitions: i32,
     topics: Topics,
     restore_cfg: ClientConfig,
     sink: Sink,
@@ -321,7 +356,64 @@ impl Processor {
         Ok(())
     }
 
+    fn restore_presence(&mut self, partition: i32) -> Result<()> {
+        let records = restore::read_changelog(
+            &self.restore_cfg,
+            &self.topics.stream_state,
+            partition % self.state_partitions,
+            KAFKA_TIMEOUT,
+        )?;
+        let state = match records.get(&gateway::checkpoint_key(partition)) {
+            Some(bytes) => PresenceState::decode(bytes)
+                .map_err(|reason| Error::Checkpoint { partition, reason })?,
+            None => PresenceState::default(),
+        };
+        info!(
+            partition,
+            next_offset = state.next_offset,
+            firing = state.active_len(),
+            "presence state restored"
+        );
+        self.presence.insert(partition, state);
+        Ok(())
+    }
+
+    fn process_presence(&mut self, m: &rdkafka::message::BorrowedMessage<'_>) -> Result<()> {
+        let partition = m.partition();
+        let Some(state) = self.presence.get_mut(&partition) else {
+            warn!(
+                partition,
+                "presence record of a partition without state; skipped"
+            );
+            return Ok(());
+        };
+        let mut alerts = Vec::new();
+        let payload = m.payload().unwrap_or_default();
+        let mut out = Vec::new();
+        match state.process(&self.settings.rules, m.offset(), payload, &mut alerts) {
+            Ok(_) => {}
+            Err(error) => {
+                warn!(partition, offset = m.offset(), %error, "presence record dead-lettered");
+                self.summary.dead += 1;
+                out.push(Output::DeadLetter {
+                    key: m.key().map(<[u8]>::to_vec),
+                    payload: payload.to_vec(),
+                    headers: Vec::new(),
+                    reason: "presence_record",
+                    error,
+                });
+            }
+        }
+        self.presence_dirty.insert(partition);
+        self.changed = true;
+        out.extend(alerts.into_iter().map(Output::Alert));
+        self.emit(out)
+    }
+
     fn process(&mut self, m: &rdkafka::message::BorrowedMessage<'_>) -> Result<()> {
+        if m.topic() == self.topics.presence {
+            return self.process_presence(m);
+        }
         let partition = m.partition();
         let Some(state) = self.states.get_mut(&partition) else {
             warn!(partition, "record of a partition without state; skipped");
@@ -381,6 +473,13 @@ impl Processor {
         }
         self.last_tick = now;
         let mut out = Vec::new();
+        for (partition, state) in &mut self.presence {
+            let mut alerts = Vec::new();
+            if state.tick(&self.settings.rules, now, &mut alerts) {
+                self.presence_dirty.insert(*partition);
+                out.extend(alerts.into_iter().map(Output::Alert));
+            }
+        }
         for (partition, state) in &mut self.states {
             state.tick(&self.settings, now, &mut out);
             let wm = state.watermark();
@@ -401,12 +500,23 @@ impl Processor {
 
     fn emit(&mut self, outputs: Vec<Output>) -> Result<()> {
         for o in outputs {
-            if let Output::Window(w) = &o {
-                self.summary.windows += 1;
-                self.metrics
-                    .windows
-                    .with_label_values(&[&window_label(w.window_end - w.window_start)])
-                    .inc();
+            match &o {
+                Output::Window(w) => {
+                    self.summary.windows += 1;
+                    self.metrics
+                        .windows
+                        .with_label_values(&[&window_label(w.window_end - w.window_start)])
+                        .inc();
+                }
+                Output::Alert(a) => {
+                    self.summary.alerts += 1;
+                    self.metrics
+                        .alerts
+                        .with_label_values(&[&a.rule, status_label(a.status)])
+                        .inc();
+                    info!(key = %a.key, status = status_label(a.status), event_time = %fjord_core::time::format_rfc3339_ms(a.event_time), value = ?a.value, "alert");
+                }
+                _ => {}
             }
             self.sink.send(&output::record(&self.topics, o))?;
         }
@@ -444,6 +554,26 @@ impl Processor {
             let size = state.size();
             spaces += size.spaces;
             bytes += size.total();
+        }
+        for partition in std::mem::take(&mut self.presence_dirty) {
+            let Some(state) = self.presence.get(&partition) else {
+                continue;
+            };
+            records.push(output::checkpoint_record(
+                &self.topics,
+                partition % self.state_partitions,
+                gateway::checkpoint_key(partition),
+                state.encode(),
+            ));
+        }
+        for (&partition, state) in &self.presence {
+            offsets
+                .add_partition_offset(
+                    &self.topics.presence,
+                    partition,
+                    Offset::Offset(state.next_offset),
+                )
+                .map_err(|e| Error::Kafka(e.to_string()))?;
         }
         for r in &records {
             self.sink.send(r)?;
@@ -491,7 +621,32 @@ impl Processor {
                     Error::Kafka(format!("cannot seek partition {p} back to {offset}: {e}"))
                 })?;
         }
+        let presence: Vec<i32> = self.presence.keys().copied().collect();
+        for p in presence {
+            self.restore_presence(p)?;
+            let offset = self.presence.get(&p).map_or(0, |s| s.next_offset);
+            consumer
+                .seek(
+                    &self.topics.presence,
+                    p,
+                    Offset::Offset(offset),
+                    KAFKA_TIMEOUT,
+                )
+                .map_err(|e| {
+                    Error::Kafka(format!(
+                        "cannot seek presence partition {p} back to {offset}: {e}"
+                    ))
+                })?;
+        }
+        self.presence_dirty.clear();
         self.changed = false;
         Ok(())
+    }
+}
+
+fn status_label(s: fjord_core::model::AlertStatus) -> &'static str {
+    match s {
+        fjord_core::model::AlertStatus::Firing => "firing",
+        fjord_core::model::AlertStatus::Resolved => "resolved",
     }
 }

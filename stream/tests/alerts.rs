@@ -1,0 +1,410 @@
+//! Alerts end to end on a real Kafka-protocol broker (tansu) and a real HTTP receiver on loopback:
+//! `lot_full` from readings through the processor to a signed webhook (signatures checked by
+//! Python's `hmac`), retries through 20 s of HTTP 500 in order per key, and a 400 dead-lettered
+//! while later alerts still arrive.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::{Running, config};
+use fjord_core::config::{Config, Webhook};
+use fjord_core::duration::Duration as D;
+use fjord_core::lots::LotRecord;
+use fjord_core::model::{Alert, AlertStatus, Severity};
+use fjord_core::telemetry::Metrics;
+use fjord_core::testkit::kafka::{self, BridgeRecord, Record};
+use fjord_core::testkit::{Received, Tansu, WebhookReceiver, temp_dir};
+use fjord_core::time::now_ms;
+use fjord_stream::metrics::DeliveryMetrics;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio::sync::watch;
+
+const SECRET: &str = "test-secret-1234";
+
+fn webhook(url: &str) -> Webhook {
+    Webhook {
+        name: "test".into(),
+        url: url.into(),
+        secret: SECRET.into(),
+        rules: Vec::new(),
+        timeout: D::from_secs(2),
+    }
+}
+
+fn with_delivery(mut cfg: Config, url: &str) -> Config {
+    cfg.alerts.webhooks = vec![webhook(url)];
+    cfg.alerts.delivery.group_id = fjord_core::testkit::unique_name("hooks");
+    cfg.alerts.delivery.initial_backoff = D::from_millis(200);
+    cfg.alerts.delivery.max_backoff = D::from_secs(2);
+    cfg
+}
+
+struct Delivery {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<fjord_stream::Result<Vec<fjord_stream::delivery::Summary>>>,
+}
+
+fn start_delivery(cfg: &Config) -> Delivery {
+    let (stop, rx) = watch::channel(false);
+    let cfg = cfg.clone();
+    let metrics = DeliveryMetrics::new(&Metrics::new()).unwrap();
+    let task = tokio::spawn(async move { fjord_stream::delivery::run(&cfg, metrics, rx).await });
+    Delivery { stop, task }
+}
+
+impl Delivery {
+    async fn stop(self) -> Vec<fjord_stream::delivery::Summary> {
+        let _ = self.stop.send(true);
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("delivery stops")
+            .expect("join")
+            .expect("delivery ran")
+    }
+}
+
+fn alerts_of(records: &[Record]) -> Vec<Alert> {
+    records
+        .iter()
+        .map(|r| serde_json::from_slice(&r.payload).expect("alert JSON"))
+        .collect()
+}
+
+/// Python's hmac module checks every signature the receiver saw.
+fn verify_signatures_in_python(receiver: &WebhookReceiver) -> String {
+    let dir = temp_dir();
+    let file = dir.path().join("received.jsonl");
+    receiver.write_jsonl(&file).unwrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scripts/verify-webhook-signatures.py"
+    );
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(SECRET)
+        .arg(&file)
+        .output()
+        .expect("python3 runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "signature check failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lot_full_fires_once_and_resolves_once_whatever_the_readings_in_between() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("fjord_stream=info")
+        .try_init();
+    let tansu = Tansu::start().unwrap_or_else(|e| panic!("{e}"));
+    let receiver = WebhookReceiver::start().await.unwrap();
+    let mut cfg = with_delivery(config(tansu.kafka_config()), &receiver.url());
+    cfg.lots = vec![LotRecord {
+        lot_id: "L1".into(),
+        name: "Central".into(),
+        zone: "centre".into(),
+        capacity: 10,
+        lat: None,
+        lon: None,
+    }];
+    cfg.alerts.sensor_silent.enabled = false;
+    fjord_stream::runtime::ensure_topics(&cfg).await.unwrap();
+
+    // fill the lot (crossing 0.9 at the 9th space), flap between 0.9 and 1.0 many times, drop to
+    // 0.7 (crossing 0.8), then flap between 0.7 and 0.8 many times
+    let t0 = now_ms() - 20 * 60_000;
+    let mut t = t0;
+    let mut records = Vec::new();
+    let mut reading = |space: u32, occupied: bool| {
+        t += 500;
+        records.push(BridgeRecord::reading(
+            "L1",
+            &format!("S{space}"),
+            t,
+            format!(r#"{{"ts":{t},"occupied":{occupied}}}"#),
+        ));
+    };
+    for s in 0..10 {
+        reading(s, true);
+    }
+    for i in 0..200 {
+        reading(9, i % 2 == 1);
+    }
+    reading(9, false);
+    reading(8, false);
+    reading(7, false);
+    for i in 0..200 {
+        reading(7, i % 2 == 1);
+    }
+    let produced = records.len() as u64;
+    kafka::produce_readings(&cfg.kafka, &records).await;
+
+    let running = Running::start(&cfg);
+    let delivery = start_delivery(&cfg);
+    let got = receiver
+        .wait_for(Duration::from_secs(120), |r| r.len() >= 2)
+        .await;
+    assert!(got.len() >= 2, "two deliveries expected, got {}", got.len());
+    // every reading processed and committed before counting the alerts
+    let m = running.metrics.clone();
+    let processed = || {
+        ["accepted", "duplicate", "late", "dead", "skipped"]
+            .iter()
+            .map(|f| m.records.with_label_values(&[f]).get())
+            .sum::<u64>()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while processed() < produced && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(processed(), produced);
+    let summary = running.stop().await.unwrap();
+    let topic = alerts_of(
+        &kafka::collect(
+            &cfg.kafka,
+            &cfg.kafka.topic("alerts"),
+            Duration::from_secs(5),
+            |_| false,
+        )
+        .await,
+    );
+    let states: Vec<(&str, AlertStatus)> =
+        topic.iter().map(|a| (a.key.as_str(), a.status)).collect();
+    assert_eq!(
+        states,
+        vec![
+            ("lot_full/L1", AlertStatus::Firing),
+            ("lot_full/L1", AlertStatus::Resolved)
+        ],
+        "summary {summary:?}"
+    );
+    let (fired, resolved) = (&topic[0], &topic[1]);
+    assert_eq!(
+        fired.event_time,
+        t0 + 9 * 500,
+        "fires on the reading that crosses 0.9"
+    );
+    assert_eq!(fired.value, Some(0.9));
+    assert_eq!(fired.severity, Severity::Warning);
+    assert_eq!(
+        resolved.event_time,
+        t0 + 212 * 500,
+        "resolves on the reading that reaches 0.8"
+    );
+    assert_eq!(resolved.started_at, fired.event_time);
+    // the webhook got both, in order, with the SPEC headers
+    let got = receiver
+        .wait_for(Duration::from_secs(30), |r| r.len() >= 2)
+        .await;
+    delivery.stop().await;
+    let bodies: Vec<serde_json::Value> = got.iter().map(Received::json).collect();
+    assert_eq!(bodies[0]["status"], "firing");
+    assert_eq!(bodies[1]["status"], "resolved");
+    assert_eq!(got[0].header("x-fjord-delivery"), Some(fired.id.as_str()));
+    assert_eq!(
+        got[1].header("x-fjord-delivery"),
+        Some(resolved.id.as_str())
+    );
+    assert_eq!(got[0].header("content-type"), Some("application/json"));
+    for key in [
+        "id",
+        "key",
+        "rule",
+        "status",
+        "severity",
+        "lot_id",
+        "space_id",
+        "gateway_id",
+        "value",
+        "threshold",
+        "started_at",
+        "resolved_at",
+        "event_time",
+        "labels",
+    ] {
+        assert!(
+            bodies[0].get(key).is_some(),
+            "body field {key} missing: {}",
+            bodies[0]
+        );
+    }
+    let checked = verify_signatures_in_python(&receiver);
+    assert!(checked.contains("2 signatures verified"), "{checked}");
+}
+
+/// `n` alert changes over `keys` keys, each key alternating firing/resolved.
+fn alerts(keys: usize, n: usize) -> Vec<Alert> {
+    let t0 = now_ms();
+    (0..n)
+        .map(|i| {
+            let key = format!("lot_full/L{}", i % keys);
+            let round = (i / keys) as i64;
+            let status = if round % 2 == 0 {
+                AlertStatus::Firing
+            } else {
+                AlertStatus::Resolved
+            };
+            Alert {
+                id: format!("id-{i:04}"),
+                key,
+                rule: "lot_full".into(),
+                status,
+                severity: Severity::Warning,
+                lot_id: Some(format!("L{}", i % keys)),
+                space_id: None,
+                gateway_id: None,
+                value: Some(0.9),
+                threshold: Some(0.9),
+                started_at: t0 + round,
+                resolved_at: (status == AlertStatus::Resolved).then_some(t0 + round),
+                event_time: t0 + i as i64,
+                labels: Default::default(),
+            }
+        })
+        .collect()
+}
+
+async fn produce_alerts(cfg: &Config, alerts: &[Alert]) {
+    let producer: FutureProducer = fjord_core::kafka::client_config(&cfg.kafka)
+        .create()
+        .unwrap();
+    let topic = cfg.kafka.topic("alerts");
+    for a in alerts {
+        let body = serde_json::to_vec(a).unwrap();
+        producer
+            .send(
+                FutureRecord::to(&topic).key(&a.key).payload(&body),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+/// Per key, the ids in order of first arrival.
+fn order_per_key(received: &[Received]) -> HashMap<String, Vec<String>> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for r in received {
+        let body = r.json();
+        let key = body["key"].as_str().unwrap().to_owned();
+        let id = body["id"].as_str().unwrap().to_owned();
+        let ids = out.entry(key).or_default();
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    out
+}
+
+fn expected_order(alerts: &[Alert]) -> HashMap<String, Vec<String>> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for a in alerts {
+        out.entry(a.key.clone()).or_default().push(a.id.clone());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_answering_500_for_20_seconds_gets_every_alert_afterwards_in_order_per_key() {
+    let tansu = Tansu::start().unwrap_or_else(|e| panic!("{e}"));
+    let receiver = WebhookReceiver::start().await.unwrap();
+    let cfg = with_delivery(config(tansu.kafka_config()), &receiver.url());
+    fjord_stream::runtime::ensure_topics(&cfg).await.unwrap();
+    receiver.set_status(500);
+    let sent = alerts(6, 60);
+    produce_alerts(&cfg, &sent).await;
+    let delivery = start_delivery(&cfg);
+    // failing attempts arrive for several keys at once: one key's failure holds back no other
+    let failing = receiver
+        .wait_for(Duration::from_secs(30), |r| order_per_key(r).len() >= 6)
+        .await;
+    assert!(
+        order_per_key(&failing).len() >= 6,
+        "every key is attempted while the receiver fails"
+    );
+    let outage = tokio::time::Instant::now();
+    tokio::time::sleep_until(outage + Duration::from_secs(20)).await;
+    receiver.set_status(200);
+    let ok = |r: &[Received]| r.iter().filter(|x| x.status == 200).count() >= sent.len();
+    let got = receiver.wait_for(Duration::from_secs(60), ok).await;
+    let summaries = delivery.stop().await;
+    let delivered: Vec<Received> = got.into_iter().filter(|r| r.status == 200).collect();
+    assert_eq!(
+        delivered.len(),
+        sent.len(),
+        "every alert delivered once after the outage"
+    );
+    assert_eq!(
+        order_per_key(&delivered),
+        expected_order(&sent),
+        "in order per key"
+    );
+    assert!(summaries[0].retries > 0);
+    assert_eq!(summaries[0].delivered, sent.len() as u64);
+    verify_signatures_in_python(&receiver);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_400_goes_to_the_dead_letter_topic_with_its_status_and_later_alerts_still_arrive() {
+    let tansu = Tansu::start().unwrap_or_else(|e| panic!("{e}"));
+    let receiver = WebhookReceiver::start().await.unwrap();
+    let cfg = with_delivery(config(tansu.kafka_config()), &receiver.url());
+    fjord_stream::runtime::ensure_topics(&cfg).await.unwrap();
+    receiver.set_status(400);
+    let first = alerts(1, 1);
+    produce_alerts(&cfg, &first).await;
+    let delivery = start_delivery(&cfg);
+    let dlq = kafka::collect(
+        &cfg.kafka,
+        &cfg.kafka.topic("dlq"),
+        Duration::from_secs(60),
+        |r| !r.is_empty(),
+    )
+    .await;
+    assert_eq!(dlq.len(), 1, "the refused alert is dead-lettered");
+    let d = &dlq[0];
+    assert_eq!(d.header("fjord-http-status"), Some("400"));
+    assert_eq!(d.header("fjord-webhook"), Some("test"));
+    assert_eq!(d.header("fjord-error-reason"), Some("webhook_rejected"));
+    assert!(
+        d.header("fjord-error")
+            .unwrap()
+            .contains("answered HTTP 400"),
+        "{:?}",
+        d.header("fjord-error")
+    );
+    assert_eq!(d.key.as_deref(), Some(first[0].key.as_bytes()));
+    let dead: Alert = serde_json::from_slice(&d.payload).unwrap();
+    assert_eq!(dead, first[0]);
+    // later alerts of the same key and others still arrive
+    receiver.set_status(200);
+    let mut later = alerts(3, 7);
+    later.remove(0);
+    for a in &mut later {
+        a.id = format!("later-{}", a.id);
+    }
+    produce_alerts(&cfg, &later).await;
+    let got = receiver
+        .wait_for(Duration::from_secs(60), |r| {
+            r.iter().filter(|x| x.status == 200).count() >= later.len()
+        })
+        .await;
+    let summaries = delivery.stop().await;
+    let delivered: Vec<Received> = got.into_iter().filter(|r| r.status == 200).collect();
+    assert_eq!(order_per_key(&delivered), expected_order(&later));
+    assert_eq!(summaries[0].dead_lettered, 1);
+    assert_eq!(
+        receiver
+            .received()
+            .iter()
+            .filter(|r| r.status == 400)
+            .count(),
+        1,
+        "a 4xx is not retried"
+    );
+}
