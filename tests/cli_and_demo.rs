@@ -129,9 +129,10 @@ struct Demo {
 }
 
 impl Demo {
-    fn start(data_dir: &Path, mqtt_port: u16, token: &str) -> Demo {
+    fn start(data_dir: &Path, mqtt_port: u16, token: &str, webhook: &[&str]) -> Demo {
         let child = Command::new(FJORD)
             .args(["demo", "--no-simulate", "--auth-token", token])
+            .args(webhook)
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--mqtt-port", &mqtt_port.to_string()])
@@ -179,7 +180,19 @@ async fn demo_runs_embedded_brokers_and_stops_cleanly() {
     let data_dir = dir.path().join("data");
     let mqtt_port = free_port();
     let token = "test-token-123";
-    let mut demo = Demo::start(&data_dir, mqtt_port, token);
+    let receiver = fjord_core::testkit::WebhookReceiver::start().await.unwrap();
+    let hook_url = receiver.url();
+    let mut demo = Demo::start(
+        &data_dir,
+        mqtt_port,
+        token,
+        &[
+            "--webhook",
+            &hook_url,
+            "--webhook-secret",
+            "demo-hook-secret",
+        ],
+    );
     let endpoints_path = data_dir.join("endpoints.json");
     assert!(
         wait_until(Duration::from_secs(30), || endpoints_path.exists()),
@@ -288,6 +301,25 @@ async fn demo_runs_embedded_brokers_and_stops_cleanly() {
 
     drop(client);
 
+    // The lot (capacity = spaces seen) was full with S1 (1 of 1), then half full with S2 free:
+    // lot_full fired and resolved, both signed and delivered to the webhook in order.
+    let hooks = receiver
+        .wait_for(Duration::from_secs(60), |r| r.len() >= 2)
+        .await;
+    assert_eq!(hooks.len(), 2, "the demo delivers alerts to --webhook");
+    let alert = hooks[0].json();
+    assert_eq!(alert["key"], "lot_full/central", "{alert}");
+    assert_eq!(alert["status"], "firing");
+    assert_eq!(hooks[1].json()["status"], "resolved");
+    assert_eq!(hooks[0].header("x-fjord-delivery"), alert["id"].as_str());
+    assert!(
+        hooks[0]
+            .header("x-fjord-signature")
+            .is_some_and(|s| s.starts_with("sha256=")),
+        "{:?}",
+        hooks[0].headers
+    );
+
     // The batch scheduler lands both readings in the lake's `readings` table.
     let lake = fjord_batch::Lake::new(
         endpoints["lake"]["url"].as_str().unwrap(),
@@ -332,6 +364,11 @@ async fn demo_runs_embedded_brokers_and_stops_cleanly() {
         "{stdout}"
     );
     assert!(stdout.contains("fjord demo stopped."), "{stdout}");
+    assert!(
+        stdout.contains(&format!("delivered to {hook_url}")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("webhook demo-1: 2 delivered"), "{stdout}");
     assert!(
         !endpoints_path.exists(),
         "endpoints.json must be removed on exit"

@@ -408,3 +408,93 @@ async fn a_400_goes_to_the_dead_letter_topic_with_its_status_and_later_alerts_st
         "a 4xx is not retried"
     );
 }
+
+async fn produce_presence(cfg: &Config, records: &[(&str, &str)]) {
+    let producer: FutureProducer = fjord_core::kafka::client_config(&cfg.kafka)
+        .create()
+        .unwrap();
+    let topic = cfg.kafka.topic("presence");
+    for (i, (gw, status)) in records.iter().enumerate() {
+        let ts = fjord_core::time::format_rfc3339_ms(1_795_255_200_000 + i as i64 * 1000);
+        let body = if *status == "garbage" {
+            "not json".to_owned()
+        } else {
+            format!(r#"{{"gateway_id":"{gw}","status":"{status}","ts":"{ts}"}}"#)
+        };
+        producer
+            .send(
+                FutureRecord::to(&topic).key(*gw).payload(&body),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_offline_follows_presence_across_a_restart_of_the_processor() {
+    let tansu = Tansu::start().unwrap_or_else(|e| panic!("{e}"));
+    let cfg = config(tansu.kafka_config());
+    fjord_stream::runtime::ensure_topics(&cfg).await.unwrap();
+    let alerts_topic = cfg.kafka.topic("alerts");
+    produce_presence(
+        &cfg,
+        &[
+            ("gw1", "online"),
+            ("gw1", "offline"),
+            ("gw1", "offline"),
+            ("gw2", "offline"),
+            ("gw1", "garbage"),
+            ("gw1", "online"),
+        ],
+    )
+    .await;
+    let running = Running::start(&cfg);
+    let first = kafka::collect(&cfg.kafka, &alerts_topic, Duration::from_secs(60), |r| {
+        r.len() >= 3
+    })
+    .await;
+    let summary = running.stop().await.unwrap();
+    let mut got: Vec<(String, AlertStatus)> = alerts_of(&first)
+        .into_iter()
+        .map(|a| (a.key, a.status))
+        .collect();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        got,
+        vec![
+            ("gateway_offline/gw1".to_owned(), AlertStatus::Firing),
+            ("gateway_offline/gw1".to_owned(), AlertStatus::Resolved),
+            ("gateway_offline/gw2".to_owned(), AlertStatus::Firing),
+        ]
+    );
+    assert_eq!(
+        summary.dead, 1,
+        "the garbage presence record is dead-lettered"
+    );
+    let dlq = kafka::collect(
+        &cfg.kafka,
+        &cfg.kafka.topic("dlq"),
+        Duration::from_secs(30),
+        |r| !r.is_empty(),
+    )
+    .await;
+    assert_eq!(dlq[0].header("fjord-error-reason"), Some("presence_record"));
+
+    // a new processor restores the presence state: gw2 resolves, nothing earlier is repeated
+    produce_presence(&cfg, &[("gw2", "online")]).await;
+    let running = Running::start(&cfg);
+    let all = kafka::collect(&cfg.kafka, &alerts_topic, Duration::from_secs(60), |r| {
+        r.len() >= 4
+    })
+    .await;
+    running.stop().await.unwrap();
+    let all = alerts_of(&all);
+    assert_eq!(all.len(), 4);
+    assert_eq!(
+        (all[3].key.as_str(), all[3].status),
+        ("gateway_offline/gw2", AlertStatus::Resolved)
+    );
+    assert_eq!(all[3].gateway_id.as_deref(), Some("gw2"));
+    assert_eq!(all[3].severity, Severity::Critical);
+}

@@ -312,7 +312,7 @@ pub struct StreamConfig {
     /// Where `fjord stream` serves `/metrics`; unset: nowhere.
     pub metrics_listen: Option<SocketAddr>,
     /// Kafka consumer session timeout: how long a crashed instance keeps its partitions before
-    /// the group gives them to another.
+    /// the group gives them to another (also used by the webhook dispatchers).
     pub session_timeout: Duration,
 }
 

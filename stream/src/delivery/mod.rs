@@ -153,6 +153,11 @@ fn consumer(config: &Config, webhook: &Webhook, topic: &str) -> Result<StreamCon
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
+        // a crashed dispatcher's partitions go to its successor after this
+        .set(
+            "session.timeout.ms",
+            config.stream.session_timeout.std().as_millis().to_string(),
+        )
         .create()
         .map_err(|e| Error::Kafka(format!("cannot create the consumer of {group}: {e}")))?;
     consumer
