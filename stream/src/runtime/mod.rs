@@ -306,7 +306,15 @@ impl ConsumerContext for Ctx {
                         p.fatal.get_or_insert(e);
                     }
                 }
-                info!(?partitions, "partitions assigned and restored");
+                let (presence, readings): (Vec<_>, Vec<_>) = partitions
+                    .iter()
+                    .partition(|(t, _)| *t == p.topics.presence);
+                let numbers =
+                    |v: Vec<&(String, i32)>| v.iter().map(|(_, n)| *n).collect::<Vec<_>>();
+                if !presence.is_empty() {
+                    info!(partitions = ?numbers(presence), "presence partitions assigned and restored");
+                }
+                info!(partitions = ?numbers(readings), "partitions assigned and restored");
             }
             Rebalance::Error(e) => warn!(error = %e, "rebalance error"),
             Rebalance::Revoke(_) => {}
