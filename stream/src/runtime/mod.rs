@@ -180,6 +180,7 @@ pub fn run(
         settings,
         presence: BTreeMap::new(),
         presence_dirty: BTreeSet::new(),
+        presence_uncommitted: BTreeSet::new(),
         state_partitions,
         topics: topics.clone(),
         restore_cfg: read,
@@ -327,6 +328,8 @@ struct Processor {
     /// `gateway_offline` state of the assigned `presence` partitions.
     presence: BTreeMap<i32, PresenceState>,
     presence_dirty: BTreeSet<i32>,
+    /// Presence partitions changed since the last successful commit (what a rewind restores).
+    presence_uncommitted: BTreeSet<i32>,
     /// Partitions of the changelog (= of `readings`); presence partition p uses p mod this.
     state_partitions: i32,
     topics: Topics,
@@ -413,6 +416,7 @@ impl Processor {
             }
         }
         self.presence_dirty.insert(partition);
+        self.presence_uncommitted.insert(partition);
         self.changed = true;
         out.extend(alerts.into_iter().map(Output::Alert));
         self.emit(out)
@@ -485,6 +489,7 @@ impl Processor {
             let mut alerts = Vec::new();
             if state.tick(&self.settings.rules, now, &mut alerts) {
                 self.presence_dirty.insert(*partition);
+                self.presence_uncommitted.insert(*partition);
                 out.extend(alerts.into_iter().map(Output::Alert));
             }
         }
@@ -589,6 +594,7 @@ impl Processor {
         match self.sink.commit(consumer, &offsets) {
             Ok(()) => {
                 self.changed = false;
+                self.presence_uncommitted.clear();
                 self.summary.commits += 1;
                 self.metrics.commits.with_label_values(&["committed"]).inc();
                 self.metrics
@@ -629,7 +635,11 @@ impl Processor {
                     Error::Kafka(format!("cannot seek partition {p} back to {offset}: {e}"))
                 })?;
         }
-        let presence: Vec<i32> = self.presence.keys().copied().collect();
+        // presence partitions that changed nothing since the last commit are at their checkpoint
+        let presence: Vec<i32> = std::mem::take(&mut self.presence_uncommitted)
+            .into_iter()
+            .filter(|p| self.presence.contains_key(p))
+            .collect();
         for p in presence {
             self.restore_presence(p)?;
             let offset = self.presence.get(&p).map_or(0, |s| s.next_offset);
