@@ -4,7 +4,10 @@
 //! embedded MQTT broker and Kafka cluster, transactions every `stream.commit_interval`).
 //!
 //! Run: `cargo bench --bench alert_latency` (env: `ALERTS` per run, default 300; `RATE` background
-//! readings/s, default 10000; `INTERVALS` commit intervals, default `50ms,100ms,250ms`).
+//! readings/s, default 10000; `RUNS` as `commit_interval/fetch.wait.max.ms` pairs, default
+//! `50ms/10,100ms/10,250ms/10,100ms/500`). librdkafka's mock cluster answers a fetch that finds no
+//! data only after `fetch.wait.max.ms` (500 ms by default) even if data arrives meanwhile, so
+//! the consumers' wait is part of each run's settings.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -22,8 +25,16 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-fn start_demo(dir: &Path, lots: &Path, mqtt_port: u16, hook: &str, interval: &str) -> Child {
+fn start_demo(dir: &Path, lots: &Path, mqtt_port: u16, hook: &str, interval: &str, fetch_wait: &str) -> Child {
+    let config = dir.with_extension("toml");
+    std::fs::write(
+        &config,
+        format!("[kafka.options]\n\"fetch.wait.max.ms\" = \"{fetch_wait}\"\n"),
+    )
+    .expect("write the config");
     Command::new(env!("CARGO_BIN_EXE_fjord"))
+        .arg("--config")
+        .arg(&config)
         .args(["demo", "--no-simulate", "--auth-token", TOKEN])
         .arg("--data-dir")
         .arg(dir)
@@ -35,9 +46,12 @@ fn start_demo(dir: &Path, lots: &Path, mqtt_port: u16, hook: &str, interval: &st
         .env_remove("FJORD_CONFIG")
         .env("FJORD__STREAM__COMMIT_INTERVAL", interval)
         .env("FJORD__ALERTS__SENSOR_SILENT__ENABLED", "false")
-        .env("FJORD__LOG__LEVEL", "warn")
+        .env("FJORD__LOG__LEVEL", "info")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(
+            std::fs::File::create(std::env::temp_dir().join("fjord-alert-latency-demo.log"))
+                .expect("demo log"),
+        )
         .spawn()
         .expect("start fjord demo")
 }
@@ -63,7 +77,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-async fn run(interval: &str, alerts: usize, rate: u64) {
+async fn run(interval: &str, fetch_wait: &str, alerts: usize, rate: u64) {
     let dir = temp_dir();
     let lots = dir.path().join("lots.csv");
     let mut csv = String::from("lot_id,name,zone,capacity,lat,lon\nP0,Probe,bench,10,,\n");
@@ -74,7 +88,7 @@ async fn run(interval: &str, alerts: usize, rate: u64) {
     let receiver = WebhookReceiver::start().await.unwrap();
     let mqtt_port = free_port();
     let data = dir.path().join("data");
-    let mut demo = start_demo(&data, &lots, mqtt_port, &receiver.url(), interval);
+    let mut demo = start_demo(&data, &lots, mqtt_port, &receiver.url(), interval, fetch_wait);
     let endpoints = data.join("endpoints.json");
     assert!(
         wait_until(Duration::from_secs(60), || endpoints.exists()),
@@ -123,12 +137,22 @@ async fn run(interval: &str, alerts: usize, rate: u64) {
             .await
             .unwrap();
     }
-    tokio::time::sleep(Duration::from_secs(2)).await; // let the background load reach its rate
+    // warm-up: the pipeline is ready once the probe's first crossing is delivered
+    probe
+        .publish("parking/P0/S8", QoS::AtLeastOnce, false, r#"{"occupied":true}"#)
+        .await
+        .unwrap();
+    let ready = receiver
+        .wait_for(Duration::from_secs(120), |r| {
+            r.iter().any(|x| x.json()["key"] == "lot_full/P0")
+        })
+        .await;
+    assert!(!ready.is_empty(), "the pipeline never delivered the warm-up alert");
     let mut latencies = Vec::with_capacity(alerts);
     let mut lost = 0;
     for i in 0..alerts {
         let before = receiver.received().len();
-        let occupied = i % 2 == 0;
+        let occupied = i % 2 == 1;
         let sent_at = Instant::now();
         probe
             .publish(
@@ -139,10 +163,11 @@ async fn run(interval: &str, alerts: usize, rate: u64) {
             )
             .await
             .unwrap();
+        let probe_alert = |r: &fjord_core::testkit::Received| r.json()["key"] == "lot_full/P0";
         let got = receiver
-            .wait_for(Duration::from_secs(10), |r| r.len() > before)
+            .wait_for(Duration::from_secs(10), |r| r[before..].iter().any(probe_alert))
             .await;
-        match got.get(before) {
+        match got[before..].iter().find(|r| probe_alert(r)) {
             Some(r) => latencies.push(r.at.duration_since(sent_at).as_secs_f64() * 1000.0),
             None => lost += 1,
         }
@@ -155,7 +180,7 @@ async fn run(interval: &str, alerts: usize, rate: u64) {
     let _ = demo.wait();
     latencies.sort_by(f64::total_cmp);
     println!(
-        "commit_interval {interval:>6}: {} alerts, p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms; \
+        "commit_interval {interval:>6}, fetch.wait.max.ms {fetch_wait:>3}: {} alerts, p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms; \
          background {achieved:.0} readings/s over MQTT; {lost} not delivered within 10 s",
         latencies.len(),
         percentile(&latencies, 0.5),
@@ -172,13 +197,14 @@ fn main() {
     }
     let alerts: usize = env_or("ALERTS", 300);
     let rate: u64 = env_or("RATE", 10_000);
-    let intervals = std::env::var("INTERVALS").unwrap_or_else(|_| "50ms,100ms,250ms".into());
+    let runs = std::env::var("RUNS").unwrap_or_else(|_| "50ms/10,100ms/10,250ms/10,100ms/500".into());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    for interval in intervals.split(',') {
-        rt.block_on(run(interval.trim(), alerts, rate));
+    for run_spec in runs.split(',') {
+        let (interval, fetch_wait) = run_spec.trim().split_once('/').unwrap_or((run_spec.trim(), "500"));
+        rt.block_on(run(interval, fetch_wait, alerts, rate));
     }
 }

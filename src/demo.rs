@@ -93,10 +93,11 @@ pub async fn run(args: DemoArgs, mut config: Config, metrics: Metrics) -> anyhow
         .or_else(|| config.auth.token.clone())
         .unwrap_or_else(generate_token);
     config.auth.token = Some(token.clone());
-    let lots = match &args.lots {
-        Some(file) => LotsRegistry::new(LotsRegistry::read_csv_file(file)?)?,
-        None => config.lots_registry()?,
-    };
+    if let Some(file) = &args.lots {
+        // the stream processor, the alerts and the batch views use the registry too
+        config.lots_file = Some(std::path::absolute(file).unwrap_or_else(|_| file.clone()));
+    }
+    let lots = config.lots_registry()?;
     let shutdown = shutdown_signal()?;
     let ingest_metrics = IngestMetrics::new(&metrics)?;
 

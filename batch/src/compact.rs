@@ -48,6 +48,7 @@ fn sort_order(table: Table) -> &'static str {
         Table::Occupancy1m | Table::Occupancy10m => "lot_id, window_start",
         Table::SpaceState => "lot_id, space_id",
         Table::Readings => "lot_id, space_id, ts",
+        Table::Alerts => "key, event_time",
     }
 }
 
@@ -55,7 +56,7 @@ fn sort_order(table: Table) -> &'static str {
 /// every views run, so they do not accumulate small files.)
 pub async fn compact(cfg: &Config, lake: &Lake) -> Result<CompactSummary> {
     let mut summary = CompactSummary::default();
-    for table in [Table::Readings, Table::Quarantine] {
+    for table in [Table::Readings, Table::Quarantine, Table::Alerts] {
         if let Some(t) = lake.open_existing(table).await? {
             compact_table(cfg, table, t, &mut summary).await?;
         }

@@ -52,34 +52,47 @@ pub struct IngestSummary {
     pub partitions: usize,
     /// Partitions read again from their beginning because the topic was recreated.
     pub resets: Vec<String>,
+    /// Records of `fjord.alerts` read.
+    pub alert_records: u64,
+    /// Rows added to `alerts`.
+    pub alerts: u64,
 }
 
 /// Per-partition progress inside a run.
 #[derive(Debug, Clone, Copy)]
-struct Position {
+pub(crate) struct Position {
     /// Next offset to land.
-    next: i64,
+    pub(crate) next: i64,
     /// Fingerprint of the last record read.
-    check: Option<i64>,
+    pub(crate) check: Option<i64>,
     /// Quarantine rows below this offset were committed already.
-    quarantined_until: i64,
+    pub(crate) quarantined_until: i64,
     /// Reached the end of the partition since the last record.
-    at_end: bool,
+    pub(crate) at_end: bool,
 }
 
 /// What a chunk of records decoded into.
 #[derive(Default)]
 struct Chunk {
-    records: u64,
     rows: Vec<ReadingRow>,
     quarantine: Vec<QuarantineRow>,
 }
 
-/// Runs one ingest: every partition up to its end.
-pub async fn ingest(cfg: &Config, lake: &Lake) -> Result<IngestSummary> {
-    let topic = Topics::new(&cfg.kafka).readings;
-    let timeout = cfg.batch.kafka_timeout.std();
-    let consumer: Arc<BaseConsumer<QuietEof>> = Arc::new(
+/// Turns the records of one topic into a chunk of rows (runs on a blocking thread).
+pub(crate) trait Decode: Send + Sync + 'static {
+    /// What a chunk holds.
+    type Chunk: Default + Send + 'static;
+    /// The topic read.
+    fn topic(&self) -> &str;
+    /// Adds one record to `chunk`.
+    fn decode(&self, m: &BorrowedMessage<'_>, chunk: &mut Self::Chunk);
+}
+
+/// The consumer of a landing run.
+pub(crate) type Reader = Arc<BaseConsumer<QuietEof>>;
+
+pub(crate) fn reader(cfg: &Config) -> Result<Reader> {
+    Ok(Arc::new(
         client_config(&cfg.kafka)
             .set("group.id", "fjord-batch")
             .set("enable.auto.commit", "false")
@@ -88,52 +101,80 @@ pub async fn ingest(cfg: &Config, lake: &Lake) -> Result<IngestSummary> {
             .set("auto.offset.reset", "error")
             .create_with_context(QuietEof)
             .map_err(|e| Error::Kafka(format!("cannot create a consumer: {e}")))?,
-    );
+    ))
+}
+
+/// Runs one ingest: every partition of `fjord.readings`, then of `fjord.alerts`, up to its end.
+pub async fn ingest(cfg: &Config, lake: &Lake) -> Result<IngestSummary> {
+    let mut summary = ingest_readings(cfg, lake).await?;
+    let alerts = crate::alerts::ingest_alerts(cfg, lake).await?;
+    summary.alert_records = alerts.records;
+    summary.alerts = alerts.rows;
+    summary.quarantined += alerts.quarantined;
+    summary.commits += alerts.commits;
+    summary.files += alerts.files;
+    summary.bytes += alerts.bytes;
+    summary.resets.extend(alerts.resets);
+    Ok(summary)
+}
+
+/// Where a landing run starts: the partitions of the topic with their positions and log start
+/// offsets, and the cluster id (empty partitions: the topic does not exist yet).
+pub(crate) struct Resume {
+    pub(crate) cluster: String,
+    pub(crate) positions: BTreeMap<i32, Position>,
+    pub(crate) lows: BTreeMap<i32, i64>,
+    pub(crate) resets: Vec<String>,
+}
+
+/// Decides where each partition of `topic` resumes from the offsets recorded in `table` (and in
+/// `quarantine` for quarantined records), then assigns the consumer there.
+pub(crate) async fn resume(
+    consumer: &Reader,
+    topic: &str,
+    table: &DeltaTable,
+    table_name: &str,
+    quarantine: &DeltaTable,
+    timeout: Duration,
+) -> Result<Resume> {
     let (partitions, cluster) = {
         let c = consumer.clone();
-        let topic = topic.clone();
+        let topic = topic.to_owned();
         tokio::task::spawn_blocking(move || discover(&c, &topic, timeout))
             .await
             .map_err(|e| Error::Kafka(format!("metadata task failed: {e}")))??
     };
-    let mut summary = IngestSummary {
-        partitions: partitions.len(),
-        ..IngestSummary::default()
+    let mut out = Resume {
+        cluster,
+        positions: BTreeMap::new(),
+        lows: BTreeMap::new(),
+        resets: Vec::new(),
     };
-    if partitions.is_empty() {
-        tracing::warn!(%topic, "the topic does not exist yet: nothing to ingest");
-        return Ok(summary);
-    }
-    let mut readings = lake.open(Table::Readings).await?;
-    let mut quarantine = lake.open(Table::Quarantine).await?;
-
-    // Where each partition resumes.
-    let mut positions: BTreeMap<i32, Position> = BTreeMap::new();
-    let mut lows: BTreeMap<i32, i64> = BTreeMap::new();
+    let cluster = out.cluster.clone();
     for &p in &partitions {
-        let id = offsets::app_id(&cluster, &topic, p);
-        let stored = commit::txn_version(&readings, "readings", &id).await?;
+        let id = offsets::app_id(&cluster, topic, p);
+        let stored = commit::txn_version(table, table_name, &id).await?;
         let check = commit::txn_version(
-            &readings,
-            "readings",
-            &offsets::check_app_id(&cluster, &topic, p),
+            table,
+            table_name,
+            &offsets::check_app_id(&cluster, topic, p),
         )
         .await?;
         let (low, probe) = {
             let c = consumer.clone();
-            let t = topic.clone();
+            let t = topic.to_owned();
             tokio::task::spawn_blocking(move || probe(&c, &t, p, stored.map(|n| n - 1), timeout))
                 .await
                 .map_err(|e| Error::Kafka(format!("probe task failed: {e}")))??
         };
-        lows.insert(p, low);
+        out.lows.insert(p, low);
         let start = offsets::decide(stored, check, probe, low);
-        let q_stored = commit::txn_version(&quarantine, "quarantine", &id).await?;
+        let q_stored = commit::txn_version(quarantine, "quarantine", &id).await?;
         let position = match start {
             Start::Beginning { reset } => {
                 if let Some(why) = reset {
                     tracing::warn!(partition = p, %why, "reading the partition again from its beginning");
-                    summary.resets.push(format!("{topic}[{p}]: {why}"));
+                    out.resets.push(format!("{topic}[{p}]: {why}"));
                 }
                 Position {
                     next: low,
@@ -160,18 +201,68 @@ pub async fn ingest(cfg: &Config, lake: &Lake) -> Result<IngestSummary> {
                 }
             }
         };
-        positions.insert(p, position);
+        out.positions.insert(p, position);
     }
-
-    let mut tpl = TopicPartitionList::new();
-    for (&p, pos) in &positions {
-        tpl.add_partition_offset(&topic, p, Offset::Offset(fetch_from(pos.next, lows[&p])))
-            .map_err(|e| Error::Kafka(e.to_string()))?;
+    if !out.positions.is_empty() {
+        let mut tpl = TopicPartitionList::new();
+        for (&p, pos) in &out.positions {
+            tpl.add_partition_offset(topic, p, Offset::Offset(fetch_from(pos.next, out.lows[&p])))
+                .map_err(|e| Error::Kafka(e.to_string()))?;
+        }
+        consumer
+            .assign(&tpl)
+            .map_err(|e| Error::Kafka(format!("cannot assign {topic}: {e}")))?;
     }
-    consumer
-        .assign(&tpl)
-        .map_err(|e| Error::Kafka(format!("cannot assign {topic}: {e}")))?;
+    Ok(out)
+}
 
+/// Reads the next chunk of at most `max` records on a blocking thread.
+pub(crate) async fn next_chunk<D: Decode>(
+    consumer: &Reader,
+    decoder: &Arc<D>,
+    positions: &BTreeMap<i32, Position>,
+    max: usize,
+    timeout: Duration,
+) -> Result<(u64, D::Chunk, BTreeMap<i32, Position>)> {
+    let c = consumer.clone();
+    let d = decoder.clone();
+    let pos = positions.clone();
+    tokio::task::spawn_blocking(move || read_chunk(&c, &*d, pos, max, timeout))
+        .await
+        .map_err(|e| Error::Kafka(format!("consumer task failed: {e}")))?
+}
+
+/// The partitions whose position moved.
+pub(crate) fn moved(before: &BTreeMap<i32, Position>, after: &BTreeMap<i32, Position>) -> Vec<i32> {
+    after
+        .iter()
+        .filter(|(p, n)| before.get(p).is_none_or(|o| o.next != n.next))
+        .map(|(p, _)| *p)
+        .collect()
+}
+
+/// `fjord.readings` → `readings`.
+async fn ingest_readings(cfg: &Config, lake: &Lake) -> Result<IngestSummary> {
+    let topic = Topics::new(&cfg.kafka).readings;
+    let timeout = cfg.batch.kafka_timeout.std();
+    let consumer = reader(cfg)?;
+    let mut readings = lake.open(Table::Readings).await?;
+    let mut quarantine = lake.open(Table::Quarantine).await?;
+    let Resume {
+        cluster,
+        mut positions,
+        resets,
+        ..
+    } = resume(&consumer, &topic, &readings, "readings", &quarantine, timeout).await?;
+    let mut summary = IngestSummary {
+        partitions: positions.len(),
+        resets,
+        ..IngestSummary::default()
+    };
+    if positions.is_empty() {
+        tracing::warn!(%topic, "the topic does not exist yet: nothing to ingest");
+        return Ok(summary);
+    }
     let decoder = Arc::new(Decoder {
         topics: ReadingsTopics::new(&cfg.mapping)
             .map_err(|e| Error::Config(format!("mapping: {e}")))?,
@@ -180,20 +271,10 @@ pub async fn ingest(cfg: &Config, lake: &Lake) -> Result<IngestSummary> {
     });
     let max = cfg.batch.max_records_per_commit as usize;
     loop {
-        let (chunk, pos) = {
-            let c = consumer.clone();
-            let d = decoder.clone();
-            let pos = positions.clone();
-            tokio::task::spawn_blocking(move || read_chunk(&c, &d, pos, max, timeout))
-                .await
-                .map_err(|e| Error::Kafka(format!("consumer task failed: {e}")))??
-        };
-        let moved: Vec<i32> = pos
-            .iter()
-            .filter(|(p, n)| positions.get(p).is_none_or(|o| o.next != n.next))
-            .map(|(p, _)| *p)
-            .collect();
-        summary.records += chunk.records;
+        let (records, chunk, pos) =
+            next_chunk(&consumer, &decoder, &positions, max, timeout).await?;
+        let moved = moved(&positions, &pos);
+        summary.records += records;
         if !moved.is_empty() {
             land(
                 &mut readings,
@@ -235,7 +316,38 @@ async fn land(
         ..
     } = chunk;
     // Quarantine rows not committed by an earlier, interrupted run.
-    let q_rows: Vec<QuarantineRow> = q_rows
+    if let Some(a) =
+        land_quarantine(quarantine, cluster, topic, q_rows, before, after).await?
+    {
+        summary.quarantined += a.0;
+        count(summary, a.1);
+    }
+    let txns = offset_txns(cluster, topic, after, moved);
+    let (landed, duplicates, a) = commit::land_readings(readings, rows, txns, "ingest").await?;
+    summary.duplicates += duplicates;
+    summary.rows += landed;
+    count(summary, a);
+    tracing::info!(
+        rows = landed,
+        total_rows = summary.rows,
+        records = summary.records,
+        version = a.version,
+        "landed a chunk of readings"
+    );
+    Ok(())
+}
+
+/// Commits the quarantine rows not committed by an earlier, interrupted run, with the offsets of
+/// their partitions; returns how many, and the commit.
+pub(crate) async fn land_quarantine(
+    quarantine: &mut DeltaTable,
+    cluster: &str,
+    topic: &str,
+    rows: Vec<QuarantineRow>,
+    before: &BTreeMap<i32, Position>,
+    after: &BTreeMap<i32, Position>,
+) -> Result<Option<(u64, Appended)>> {
+    let rows: Vec<QuarantineRow> = rows
         .into_iter()
         .filter(|r| {
             let p = r.origin.partition.unwrap_or(-1);
@@ -243,30 +355,37 @@ async fn land(
             r.origin.offset.unwrap_or(0) >= from
         })
         .collect();
-    if !q_rows.is_empty() {
-        let q_partitions: BTreeSet<i32> =
-            q_rows.iter().filter_map(|r| r.origin.partition).collect();
-        let txns = q_partitions
-            .iter()
-            .filter_map(|p| {
-                after
-                    .get(p)
-                    .map(|pos| Transaction::new(offsets::app_id(cluster, topic, *p), pos.next))
-            })
-            .collect();
-        let n = q_rows.len() as u64;
-        let a = commit::append(
-            quarantine,
-            "quarantine",
-            vec![quarantine_batch(&q_rows)],
-            txns,
-            "ingest",
-        )
-        .await?;
-        summary.quarantined += n;
-        count(summary, a);
+    if rows.is_empty() {
+        return Ok(None);
     }
+    let partitions: BTreeSet<i32> = rows.iter().filter_map(|r| r.origin.partition).collect();
+    let txns = partitions
+        .iter()
+        .filter_map(|p| {
+            after
+                .get(p)
+                .map(|pos| Transaction::new(offsets::app_id(cluster, topic, *p), pos.next))
+        })
+        .collect();
+    let n = rows.len() as u64;
+    let a = commit::append(
+        quarantine,
+        "quarantine",
+        vec![quarantine_batch(&rows)],
+        txns,
+        "ingest",
+    )
+    .await?;
+    Ok(Some((n, a)))
+}
 
+/// The Delta `txn` actions that record where the `moved` partitions are.
+pub(crate) fn offset_txns(
+    cluster: &str,
+    topic: &str,
+    after: &BTreeMap<i32, Position>,
+    moved: &[i32],
+) -> Vec<Transaction> {
     let mut txns = Vec::new();
     for p in moved {
         let pos = after[p];
@@ -281,18 +400,7 @@ async fn land(
             ));
         }
     }
-    let (landed, duplicates, a) = commit::land_readings(readings, rows, txns, "ingest").await?;
-    summary.duplicates += duplicates;
-    summary.rows += landed;
-    count(summary, a);
-    tracing::info!(
-        rows = landed,
-        total_rows = summary.rows,
-        records = summary.records,
-        version = a.version,
-        "landed a chunk of readings"
-    );
-    Ok(())
+    txns
 }
 
 fn count(summary: &mut IngestSummary, a: Appended) {
@@ -395,7 +503,13 @@ struct Decoder {
     topic: String,
 }
 
-impl Decoder {
+impl Decode for Decoder {
+    type Chunk = Chunk;
+
+    fn topic(&self) -> &str {
+        &self.topic
+    }
+
     fn decode(&self, m: &BorrowedMessage<'_>, chunk: &mut Chunk) {
         let mut headers = RecordHeaders::default();
         if let Some(hs) = m.headers() {
@@ -430,17 +544,19 @@ impl Decoder {
     }
 }
 
-/// Reads until `max` records, or until every partition is at its end.
-fn read_chunk(
+/// Reads until `max` records, or until every partition is at its end; returns the number of
+/// records read.
+fn read_chunk<D: Decode>(
     consumer: &BaseConsumer<QuietEof>,
-    decoder: &Decoder,
+    decoder: &D,
     mut positions: BTreeMap<i32, Position>,
     max: usize,
     timeout: Duration,
-) -> Result<(Chunk, BTreeMap<i32, Position>)> {
-    let mut chunk = Chunk::default();
+) -> Result<(u64, D::Chunk, BTreeMap<i32, Position>)> {
+    let mut chunk = D::Chunk::default();
+    let mut records = 0u64;
     let mut last_progress = Instant::now();
-    while (chunk.records as usize) < max && !positions.values().all(|p| p.at_end) {
+    while (records as usize) < max && !positions.values().all(|p| p.at_end) {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
                 last_progress = Instant::now();
@@ -457,7 +573,7 @@ fn read_chunk(
                     m.timestamp().to_millis(),
                 ));
                 pos.at_end = false;
-                chunk.records += 1;
+                records += 1;
                 decoder.decode(&m, &mut chunk);
             }
             Some(Err(KafkaError::PartitionEOF(p))) => {
@@ -467,17 +583,17 @@ fn read_chunk(
                 }
             }
             Some(Err(e)) => {
-                tracing::warn!(error = %e, "reading fjord.readings");
+                tracing::warn!(error = %e, topic = decoder.topic(), "reading failed; retrying");
             }
             None => {
                 if last_progress.elapsed() > timeout {
                     return Err(Error::Kafka(format!(
                         "no progress reading {} for {timeout:?} (is Kafka up?)",
-                        decoder.topic
+                        decoder.topic()
                     )));
                 }
             }
         }
     }
-    Ok((chunk, positions))
+    Ok((records, chunk, positions))
 }

@@ -19,6 +19,8 @@ pub enum Table {
     Readings,
     /// `quarantine`: records that failed decoding.
     Quarantine,
+    /// `alerts`: alert state changes (SPEC §5).
+    Alerts,
     /// The 1-minute batch view.
     Occupancy1m,
     /// The 10-minute batch view.
@@ -34,6 +36,7 @@ impl Table {
         match self {
             Table::Readings => "readings",
             Table::Quarantine => "quarantine",
+            Table::Alerts => "alerts",
             Table::Occupancy1m => "occupancy_1m",
             Table::Occupancy10m => "occupancy_10m",
             Table::SpaceState => "_space_state",
@@ -45,6 +48,7 @@ impl Table {
         match self {
             Table::Readings => fjord_core::schema::readings(),
             Table::Quarantine => fjord_core::schema::quarantine(),
+            Table::Alerts => fjord_core::schema::alerts(),
             Table::Occupancy1m | Table::Occupancy10m => fjord_core::schema::occupancy(),
             Table::SpaceState => crate::views::state_schema(),
         }

@@ -1,7 +1,8 @@
 //! `fjord-batch`: the batch layer (SPEC §4.1, §4.3, §6).
 //!
 //! * [`ingest`] lands `fjord.readings` in the Delta table `readings`, exactly once: the Kafka
-//!   offsets a commit covers are recorded in that same commit ([`offsets`]);
+//!   offsets a commit covers are recorded in that same commit ([`offsets`]); [`alerts`] lands
+//!   `fjord.alerts` in `alerts` the same way;
 //! * [`compact`] rewrites small files into large sorted ones;
 //! * [`views`] recomputes `occupancy_1m` / `occupancy_10m` for the dates that changed, with the
 //!   stream processor's occupancy engine, and records the batch high-water mark;
@@ -10,6 +11,7 @@
 //!
 //! Every table lives under one object-store URL ([`lake`]), local or S3.
 
+pub mod alerts;
 pub mod commit;
 pub mod compact;
 pub mod dedup;

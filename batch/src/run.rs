@@ -76,6 +76,12 @@ impl fmt::Display for Summary {
                 "ingest: {} records → {} rows ({} duplicates, {} quarantined), {} files, {} bytes, {} commits",
                 i.records, i.rows, i.duplicates, i.quarantined, i.files, i.bytes, i.commits
             ));
+            if i.alert_records > 0 {
+                parts.push(format!(
+                    "  alerts: {} records → {} rows",
+                    i.alert_records, i.alerts
+                ));
+            }
             for r in &i.resets {
                 parts.push(format!("  reset: {r}"));
             }

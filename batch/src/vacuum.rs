@@ -16,9 +16,10 @@ pub struct VacuumSummary {
 }
 
 /// Every table of the lake, in vacuum order.
-const TABLES: [Table; 5] = [
+const TABLES: [Table; 6] = [
     Table::Readings,
     Table::Quarantine,
+    Table::Alerts,
     Table::Occupancy1m,
     Table::Occupancy10m,
     Table::SpaceState,
