@@ -25,7 +25,14 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-fn start_demo(dir: &Path, lots: &Path, mqtt_port: u16, hook: &str, interval: &str, fetch_wait: &str) -> Child {
+fn start_demo(
+    dir: &Path,
+    lots: &Path,
+    mqtt_port: u16,
+    hook: &str,
+    interval: &str,
+    fetch_wait: &str,
+) -> Child {
     let config = dir.with_extension("toml");
     std::fs::write(
         &config,
@@ -88,7 +95,14 @@ async fn run(interval: &str, fetch_wait: &str, alerts: usize, rate: u64) {
     let receiver = WebhookReceiver::start().await.unwrap();
     let mqtt_port = free_port();
     let data = dir.path().join("data");
-    let mut demo = start_demo(&data, &lots, mqtt_port, &receiver.url(), interval, fetch_wait);
+    let mut demo = start_demo(
+        &data,
+        &lots,
+        mqtt_port,
+        &receiver.url(),
+        interval,
+        fetch_wait,
+    );
     let endpoints = data.join("endpoints.json");
     assert!(
         wait_until(Duration::from_secs(60), || endpoints.exists()),
@@ -139,7 +153,12 @@ async fn run(interval: &str, fetch_wait: &str, alerts: usize, rate: u64) {
     }
     // warm-up: the pipeline is ready once the probe's first crossing is delivered
     probe
-        .publish("parking/P0/S8", QoS::AtLeastOnce, false, r#"{"occupied":true}"#)
+        .publish(
+            "parking/P0/S8",
+            QoS::AtLeastOnce,
+            false,
+            r#"{"occupied":true}"#,
+        )
         .await
         .unwrap();
     let ready = receiver
@@ -147,7 +166,10 @@ async fn run(interval: &str, fetch_wait: &str, alerts: usize, rate: u64) {
             r.iter().any(|x| x.json()["key"] == "lot_full/P0")
         })
         .await;
-    assert!(!ready.is_empty(), "the pipeline never delivered the warm-up alert");
+    assert!(
+        !ready.is_empty(),
+        "the pipeline never delivered the warm-up alert"
+    );
     let mut latencies = Vec::with_capacity(alerts);
     let mut lost = 0;
     for i in 0..alerts {
@@ -165,7 +187,9 @@ async fn run(interval: &str, fetch_wait: &str, alerts: usize, rate: u64) {
             .unwrap();
         let probe_alert = |r: &fjord_core::testkit::Received| r.json()["key"] == "lot_full/P0";
         let got = receiver
-            .wait_for(Duration::from_secs(10), |r| r[before..].iter().any(probe_alert))
+            .wait_for(Duration::from_secs(10), |r| {
+                r[before..].iter().any(probe_alert)
+            })
             .await;
         match got[before..].iter().find(|r| probe_alert(r)) {
             Some(r) => latencies.push(r.at.duration_since(sent_at).as_secs_f64() * 1000.0),
@@ -197,14 +221,18 @@ fn main() {
     }
     let alerts: usize = env_or("ALERTS", 300);
     let rate: u64 = env_or("RATE", 10_000);
-    let runs = std::env::var("RUNS").unwrap_or_else(|_| "50ms/10,100ms/10,250ms/10,100ms/500".into());
+    let runs =
+        std::env::var("RUNS").unwrap_or_else(|_| "50ms/10,100ms/10,250ms/10,100ms/500".into());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
     for run_spec in runs.split(',') {
-        let (interval, fetch_wait) = run_spec.trim().split_once('/').unwrap_or((run_spec.trim(), "500"));
+        let (interval, fetch_wait) = run_spec
+            .trim()
+            .split_once('/')
+            .unwrap_or((run_spec.trim(), "500"));
         rt.block_on(run(interval, fetch_wait, alerts, rate));
     }
 }

@@ -8,10 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fjord_core::config::KafkaConfig;
-use fjord_core::model::{Alert, AlertStatus, Severity};
-use fjord_core::testkit::{Received, Tansu, WebhookReceiver, temp_dir, unique_name};
-use fjord_core::time::now_ms;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use fjord_core::testkit::{
+    Tansu, WebhookReceiver, alert_changes, ids_per_key, temp_dir, unique_name,
+};
 
 const SECRET: &str = "crash-test-secret";
 
@@ -47,52 +46,6 @@ fn start(config: &Path, log: &Path) -> Child {
         .expect("start fjord stream --only-deliver")
 }
 
-fn alerts(keys: usize, n: usize) -> Vec<Alert> {
-    let t0 = now_ms();
-    (0..n)
-        .map(|i| {
-            let lot = format!("L{}", i % keys);
-            let round = (i / keys) as i64;
-            let status = if round % 2 == 0 {
-                AlertStatus::Firing
-            } else {
-                AlertStatus::Resolved
-            };
-            Alert {
-                id: format!("crash-{i:04}"),
-                key: format!("lot_full/{lot}"),
-                rule: "lot_full".into(),
-                status,
-                severity: Severity::Warning,
-                lot_id: Some(lot),
-                space_id: None,
-                gateway_id: None,
-                value: Some(0.95),
-                threshold: Some(0.9),
-                started_at: t0 + round,
-                resolved_at: (status == AlertStatus::Resolved).then_some(t0 + round),
-                event_time: t0 + i as i64,
-                labels: Default::default(),
-            }
-        })
-        .collect()
-}
-
-fn first_arrival_order(received: &[Received]) -> HashMap<String, Vec<String>> {
-    let mut out: HashMap<String, Vec<String>> = HashMap::new();
-    for r in received {
-        let body = r.json();
-        let ids = out
-            .entry(body["key"].as_str().unwrap().to_owned())
-            .or_default();
-        let id = body["id"].as_str().unwrap().to_owned();
-        if !ids.contains(&id) {
-            ids.push(id);
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dispatcher_killed_mid_delivery_resends_what_was_in_flight_with_the_same_delivery_id() {
     let tansu = Tansu::start().unwrap_or_else(|e| panic!("{e}"));
@@ -106,20 +59,8 @@ async fn a_dispatcher_killed_mid_delivery_resends_what_was_in_flight_with_the_sa
     cfg.kafka = kafka.clone();
     fjord_stream::runtime::ensure_topics(&cfg).await.unwrap();
 
-    let sent = alerts(8, 64);
-    let producer: FutureProducer = fjord_core::kafka::client_config(&kafka).create().unwrap();
-    for a in &sent {
-        let body = serde_json::to_vec(a).unwrap();
-        producer
-            .send(
-                FutureRecord::to(&kafka.topic("alerts"))
-                    .key(&a.key)
-                    .payload(&body),
-                Duration::from_secs(10),
-            )
-            .await
-            .unwrap();
-    }
+    let (sent, expected) = alert_changes("crash", 8, 64);
+    fjord_core::testkit::kafka::produce_alerts(&kafka, &sent).await;
 
     let mut first = start(&config, &log);
     let before = receiver
@@ -166,14 +107,7 @@ async fn a_dispatcher_killed_mid_delivery_resends_what_was_in_flight_with_the_sa
         ids.is_superset(&all_ids),
         "every alert arrived; log:\n{log_text}"
     );
-    let mut expected: HashMap<String, Vec<String>> = HashMap::new();
-    for a in &sent {
-        expected
-            .entry(a.key.clone())
-            .or_default()
-            .push(a.id.clone());
-    }
-    assert_eq!(first_arrival_order(&got), expected, "in order per key");
+    assert_eq!(ids_per_key(&got), expected, "in order per key");
     // what was in flight at the kill came again: same delivery id, same body
     let mut bodies: HashMap<&str, &[u8]> = HashMap::new();
     let mut repeated = 0;

@@ -151,7 +151,11 @@ pub async fn ingest_alerts(cfg: &Config, lake: &Lake) -> Result<AlertsSummary> {
             break;
         }
     }
-    tracing::info!(rows = summary.rows, duplicates = summary.duplicates, "landed alerts");
+    tracing::info!(
+        rows = summary.rows,
+        duplicates = summary.duplicates,
+        "landed alerts"
+    );
     Ok(summary)
 }
 

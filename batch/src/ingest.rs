@@ -253,7 +253,15 @@ async fn ingest_readings(cfg: &Config, lake: &Lake) -> Result<IngestSummary> {
         mut positions,
         resets,
         ..
-    } = resume(&consumer, &topic, &readings, "readings", &quarantine, timeout).await?;
+    } = resume(
+        &consumer,
+        &topic,
+        &readings,
+        "readings",
+        &quarantine,
+        timeout,
+    )
+    .await?;
     let mut summary = IngestSummary {
         partitions: positions.len(),
         resets,
@@ -316,9 +324,7 @@ async fn land(
         ..
     } = chunk;
     // Quarantine rows not committed by an earlier, interrupted run.
-    if let Some(a) =
-        land_quarantine(quarantine, cluster, topic, q_rows, before, after).await?
-    {
+    if let Some(a) = land_quarantine(quarantine, cluster, topic, q_rows, before, after).await? {
         summary.quarantined += a.0;
         count(summary, a.1);
     }

@@ -16,7 +16,11 @@ use fjord_core::time::now_ms;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 fn alert(i: usize, t0: i64) -> Alert {
-    let status = if i % 2 == 0 { AlertStatus::Firing } else { AlertStatus::Resolved };
+    let status = if i.is_multiple_of(2) {
+        AlertStatus::Firing
+    } else {
+        AlertStatus::Resolved
+    };
     Alert {
         id: format!("a{i:03}"),
         key: format!("battery_low/L1/S{}", i / 2),
@@ -42,7 +46,11 @@ async fn alert_state_changes_land_once_and_garbage_is_quarantined() {
     let topic = kafka.topic("alerts");
     tansu.create_topic(&topic, 2).await.unwrap();
     let dir = temp_dir();
-    let mut cfg = config(&kafka, &format!("file://{}", dir.path().display()), BTreeMap::new());
+    let mut cfg = config(
+        &kafka,
+        &format!("file://{}", dir.path().display()),
+        BTreeMap::new(),
+    );
     cfg.batch.max_records_per_commit = 7;
     let lake = lake(&cfg);
     let t0 = now_ms() - 3_600_000;
@@ -52,7 +60,10 @@ async fn alert_state_changes_land_once_and_garbage_is_quarantined() {
         let topic = topic.clone();
         async move {
             producer
-                .send(FutureRecord::to(&topic).key(&key).payload(&body), Duration::from_secs(10))
+                .send(
+                    FutureRecord::to(&topic).key(&key).payload(&body),
+                    Duration::from_secs(10),
+                )
                 .await
                 .unwrap();
         }
@@ -61,13 +72,15 @@ async fn alert_state_changes_land_once_and_garbage_is_quarantined() {
     for i in 0..20 {
         let a = alert(i, t0);
         send(serde_json::to_vec(&a).unwrap(), a.key.clone()).await;
-        if i % 4 == 0 {
+        if i.is_multiple_of(4) {
             send(serde_json::to_vec(&a).unwrap(), a.key.clone()).await;
         }
     }
     send(b"{not an alert".to_vec(), "x".into()).await;
 
-    let first = fjord_batch::run_once(&cfg, &lake, &Job::Ingest).await.unwrap();
+    let first = fjord_batch::run_once(&cfg, &lake, &Job::Ingest)
+        .await
+        .unwrap();
     let i = first.ingest.as_ref().unwrap();
     assert_eq!((i.alert_records, i.alerts), (26, 20), "{first}");
     assert_eq!(count(&lake, Table::Alerts).await, 20);
@@ -78,14 +91,24 @@ async fn alert_state_changes_land_once_and_garbage_is_quarantined() {
         let a = alert(i, t0);
         send(serde_json::to_vec(&a).unwrap(), a.key.clone()).await;
     }
-    let second = fjord_batch::run_once(&cfg, &lake, &Job::Ingest).await.unwrap();
+    let second = fjord_batch::run_once(&cfg, &lake, &Job::Ingest)
+        .await
+        .unwrap();
     let i = second.ingest.as_ref().unwrap();
     assert_eq!((i.alert_records, i.alerts), (3, 2), "{second}");
-    let third = fjord_batch::run_once(&cfg, &lake, &Job::Ingest).await.unwrap();
-    assert_eq!(third.ingest.as_ref().unwrap().alert_records, 0, "nothing read twice");
+    let third = fjord_batch::run_once(&cfg, &lake, &Job::Ingest)
+        .await
+        .unwrap();
+    assert_eq!(
+        third.ingest.as_ref().unwrap().alert_records,
+        0,
+        "nothing read twice"
+    );
 
     let t = lake.open_existing(Table::Alerts).await.unwrap().unwrap();
-    let ctx = fjord_batch::query::session(&[("alerts", &t)]).await.unwrap();
+    let ctx = fjord_batch::query::session(&[("alerts", &t)])
+        .await
+        .unwrap();
     let b = fjord_batch::query::collect(
         &ctx,
         "alerts",
@@ -95,13 +118,45 @@ async fn alert_state_changes_land_once_and_garbage_is_quarantined() {
     .await
     .unwrap();
     assert_eq!(fjord_batch::query::scalar_i64(&b).unwrap(), Some(22));
-    let resolved = arrow::compute::cast(b[0].column(1), &arrow::datatypes::DataType::Int64).unwrap();
-    assert_eq!(resolved.as_primitive::<arrow::datatypes::Int64Type>().value(0), 11);
-    assert_eq!(fjord_batch::query::string_column(&b[0], 2).unwrap().value(0), r#"{"team":"ops"}"#);
-    assert_eq!(fjord_batch::query::string_column(&b[0], 3).unwrap().value(0), "info");
-    let q = lake.open_existing(Table::Quarantine).await.unwrap().unwrap();
+    let resolved =
+        arrow::compute::cast(b[0].column(1), &arrow::datatypes::DataType::Int64).unwrap();
+    assert_eq!(
+        resolved
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .value(0),
+        11
+    );
+    assert_eq!(
+        fjord_batch::query::string_column(&b[0], 2)
+            .unwrap()
+            .value(0),
+        r#"{"team":"ops"}"#
+    );
+    assert_eq!(
+        fjord_batch::query::string_column(&b[0], 3)
+            .unwrap()
+            .value(0),
+        "info"
+    );
+    let q = lake
+        .open_existing(Table::Quarantine)
+        .await
+        .unwrap()
+        .unwrap();
     let ctx = fjord_batch::query::session(&[("q", &q)]).await.unwrap();
-    let b = fjord_batch::query::collect(&ctx, "q", "SELECT reason, kafka_topic FROM q").await.unwrap();
-    assert_eq!(fjord_batch::query::string_column(&b[0], 0).unwrap().value(0), "alert_record");
-    assert_eq!(fjord_batch::query::string_column(&b[0], 1).unwrap().value(0), topic);
+    let b = fjord_batch::query::collect(&ctx, "q", "SELECT reason, kafka_topic FROM q")
+        .await
+        .unwrap();
+    assert_eq!(
+        fjord_batch::query::string_column(&b[0], 0)
+            .unwrap()
+            .value(0),
+        "alert_record"
+    );
+    assert_eq!(
+        fjord_batch::query::string_column(&b[0], 1)
+            .unwrap()
+            .value(0),
+        topic
+    );
 }

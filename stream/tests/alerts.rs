@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use common::{Running, config};
@@ -15,7 +14,7 @@ use fjord_core::lots::LotRecord;
 use fjord_core::model::{Alert, AlertStatus, Severity};
 use fjord_core::telemetry::Metrics;
 use fjord_core::testkit::kafka::{self, BridgeRecord, Record};
-use fjord_core::testkit::{Received, Tansu, WebhookReceiver, temp_dir};
+use fjord_core::testkit::{Received, Tansu, WebhookReceiver, alert_changes, ids_per_key, temp_dir};
 use fjord_core::time::now_ms;
 use fjord_stream::metrics::DeliveryMetrics;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -237,78 +236,6 @@ async fn lot_full_fires_once_and_resolves_once_whatever_the_readings_in_between(
     assert!(checked.contains("2 signatures verified"), "{checked}");
 }
 
-/// `n` alert changes over `keys` keys, each key alternating firing/resolved.
-fn alerts(keys: usize, n: usize) -> Vec<Alert> {
-    let t0 = now_ms();
-    (0..n)
-        .map(|i| {
-            let key = format!("lot_full/L{}", i % keys);
-            let round = (i / keys) as i64;
-            let status = if round % 2 == 0 {
-                AlertStatus::Firing
-            } else {
-                AlertStatus::Resolved
-            };
-            Alert {
-                id: format!("id-{i:04}"),
-                key,
-                rule: "lot_full".into(),
-                status,
-                severity: Severity::Warning,
-                lot_id: Some(format!("L{}", i % keys)),
-                space_id: None,
-                gateway_id: None,
-                value: Some(0.9),
-                threshold: Some(0.9),
-                started_at: t0 + round,
-                resolved_at: (status == AlertStatus::Resolved).then_some(t0 + round),
-                event_time: t0 + i as i64,
-                labels: Default::default(),
-            }
-        })
-        .collect()
-}
-
-async fn produce_alerts(cfg: &Config, alerts: &[Alert]) {
-    let producer: FutureProducer = fjord_core::kafka::client_config(&cfg.kafka)
-        .create()
-        .unwrap();
-    let topic = cfg.kafka.topic("alerts");
-    for a in alerts {
-        let body = serde_json::to_vec(a).unwrap();
-        producer
-            .send(
-                FutureRecord::to(&topic).key(&a.key).payload(&body),
-                Duration::from_secs(10),
-            )
-            .await
-            .unwrap();
-    }
-}
-
-/// Per key, the ids in order of first arrival.
-fn order_per_key(received: &[Received]) -> HashMap<String, Vec<String>> {
-    let mut out: HashMap<String, Vec<String>> = HashMap::new();
-    for r in received {
-        let body = r.json();
-        let key = body["key"].as_str().unwrap().to_owned();
-        let id = body["id"].as_str().unwrap().to_owned();
-        let ids = out.entry(key).or_default();
-        if !ids.contains(&id) {
-            ids.push(id);
-        }
-    }
-    out
-}
-
-fn expected_order(alerts: &[Alert]) -> HashMap<String, Vec<String>> {
-    let mut out: HashMap<String, Vec<String>> = HashMap::new();
-    for a in alerts {
-        out.entry(a.key.clone()).or_default().push(a.id.clone());
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_answering_500_for_20_seconds_gets_every_alert_afterwards_in_order_per_key() {
     let tansu = Tansu::start().unwrap_or_else(|e| panic!("{e}"));
@@ -316,15 +243,15 @@ async fn a_receiver_answering_500_for_20_seconds_gets_every_alert_afterwards_in_
     let cfg = with_delivery(config(tansu.kafka_config()), &receiver.url());
     fjord_stream::runtime::ensure_topics(&cfg).await.unwrap();
     receiver.set_status(500);
-    let sent = alerts(6, 60);
-    produce_alerts(&cfg, &sent).await;
+    let (sent, expected) = alert_changes("id", 6, 60);
+    kafka::produce_alerts(&cfg.kafka, &sent).await;
     let delivery = start_delivery(&cfg);
     // failing attempts arrive for several keys at once: one key's failure holds back no other
     let failing = receiver
-        .wait_for(Duration::from_secs(30), |r| order_per_key(r).len() >= 6)
+        .wait_for(Duration::from_secs(30), |r| ids_per_key(r).len() >= 6)
         .await;
     assert!(
-        order_per_key(&failing).len() >= 6,
+        ids_per_key(&failing).len() >= 6,
         "every key is attempted while the receiver fails"
     );
     let outage = tokio::time::Instant::now();
@@ -339,11 +266,7 @@ async fn a_receiver_answering_500_for_20_seconds_gets_every_alert_afterwards_in_
         sent.len(),
         "every alert delivered once after the outage"
     );
-    assert_eq!(
-        order_per_key(&delivered),
-        expected_order(&sent),
-        "in order per key"
-    );
+    assert_eq!(ids_per_key(&delivered), expected, "in order per key");
     assert!(summaries[0].retries > 0);
     assert_eq!(summaries[0].delivered, sent.len() as u64);
     verify_signatures_in_python(&receiver);
@@ -356,8 +279,8 @@ async fn a_400_goes_to_the_dead_letter_topic_with_its_status_and_later_alerts_st
     let cfg = with_delivery(config(tansu.kafka_config()), &receiver.url());
     fjord_stream::runtime::ensure_topics(&cfg).await.unwrap();
     receiver.set_status(400);
-    let first = alerts(1, 1);
-    produce_alerts(&cfg, &first).await;
+    let (first, _) = alert_changes("first", 1, 1);
+    kafka::produce_alerts(&cfg.kafka, &first).await;
     let delivery = start_delivery(&cfg);
     let dlq = kafka::collect(
         &cfg.kafka,
@@ -383,12 +306,8 @@ async fn a_400_goes_to_the_dead_letter_topic_with_its_status_and_later_alerts_st
     assert_eq!(dead, first[0]);
     // later alerts of the same key and others still arrive
     receiver.set_status(200);
-    let mut later = alerts(3, 7);
-    later.remove(0);
-    for a in &mut later {
-        a.id = format!("later-{}", a.id);
-    }
-    produce_alerts(&cfg, &later).await;
+    let (later, expected) = alert_changes("later", 3, 6);
+    kafka::produce_alerts(&cfg.kafka, &later).await;
     let got = receiver
         .wait_for(Duration::from_secs(60), |r| {
             r.iter().filter(|x| x.status == 200).count() >= later.len()
@@ -396,7 +315,7 @@ async fn a_400_goes_to_the_dead_letter_topic_with_its_status_and_later_alerts_st
         .await;
     let summaries = delivery.stop().await;
     let delivered: Vec<Received> = got.into_iter().filter(|r| r.status == 200).collect();
-    assert_eq!(order_per_key(&delivered), expected_order(&later));
+    assert_eq!(ids_per_key(&delivered), expected);
     assert_eq!(summaries[0].dead_lettered, 1);
     assert_eq!(
         receiver

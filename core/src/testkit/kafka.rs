@@ -148,3 +148,23 @@ pub async fn produce_readings(cfg: &KafkaConfig, records: &[BridgeRecord]) {
         }
     }
 }
+
+/// Produces alert state changes to `<prefix>alerts` as the stream processor writes them (key = the
+/// alert key, value = the JSON body), one after the other.
+pub async fn produce_alerts(cfg: &KafkaConfig, alerts: &[crate::model::Alert]) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = crate::kafka::client_config(cfg)
+        .create()
+        .expect("create a producer");
+    let topic = cfg.topic("alerts");
+    for a in alerts {
+        let body = serde_json::to_vec(a).expect("alert JSON");
+        producer
+            .send(
+                FutureRecord::to(&topic).key(&a.key).payload(&body),
+                std::time::Duration::from_secs(10),
+            )
+            .await
+            .unwrap_or_else(|(e, _)| panic!("cannot produce an alert: {e}"));
+    }
+}

@@ -23,7 +23,7 @@ pub use mosquitto::{Mosquitto, RECOMMENDED_CONFIG as MOSQUITTO_RECOMMENDED};
 pub use process::{ServerProcess, find_binary, free_port, wait_until};
 pub use s3::S3Server;
 pub use tansu::Tansu;
-pub use webhook::{Received, WebhookReceiver};
+pub use webhook::{Received, WebhookReceiver, alert_changes, ids_per_key};
 
 use rand::Rng;
 

@@ -176,3 +176,66 @@ impl Drop for WebhookReceiver {
         }
     }
 }
+
+/// Per alert key (from each body's `key`), the alert ids (`id`) in order of first arrival: what
+/// "in order per key" is checked against when deliveries may repeat.
+pub fn ids_per_key(received: &[Received]) -> std::collections::HashMap<String, Vec<String>> {
+    let mut out: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for r in received {
+        let body = r.json();
+        let (Some(key), Some(id)) = (body["key"].as_str(), body["id"].as_str()) else {
+            continue;
+        };
+        let ids = out.entry(key.to_owned()).or_default();
+        if !ids.iter().any(|i| i == id) {
+            ids.push(id.to_owned());
+        }
+    }
+    out
+}
+
+/// `n` state changes of `lot_full` over `keys` lots (`lot_full/L0` …), each key alternating
+/// firing and resolved, with ids `<prefix>-0000` …, and per key the ids in order.
+pub fn alert_changes(
+    prefix: &str,
+    keys: usize,
+    n: usize,
+) -> (
+    Vec<crate::model::Alert>,
+    std::collections::HashMap<String, Vec<String>>,
+) {
+    use crate::model::{Alert, AlertStatus, Severity};
+    let t0 = crate::time::now_ms();
+    let alerts: Vec<Alert> = (0..n)
+        .map(|i| {
+            let lot = format!("L{}", i % keys.max(1));
+            let round = (i / keys.max(1)) as i64;
+            let status = if round % 2 == 0 {
+                AlertStatus::Firing
+            } else {
+                AlertStatus::Resolved
+            };
+            Alert {
+                id: format!("{prefix}-{i:04}"),
+                key: format!("lot_full/{lot}"),
+                rule: "lot_full".into(),
+                status,
+                severity: Severity::Warning,
+                lot_id: Some(lot),
+                space_id: None,
+                gateway_id: None,
+                value: Some(0.95),
+                threshold: Some(0.9),
+                started_at: t0 + round,
+                resolved_at: (status == AlertStatus::Resolved).then_some(t0 + round),
+                event_time: t0 + i as i64,
+                labels: Default::default(),
+            }
+        })
+        .collect();
+    let mut order: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for a in &alerts {
+        order.entry(a.key.clone()).or_default().push(a.id.clone());
+    }
+    (alerts, order)
+}
