@@ -43,14 +43,20 @@ fn with_delivery(mut cfg: Config, url: &str) -> Config {
 struct Delivery {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<fjord_stream::Result<Vec<fjord_stream::delivery::Summary>>>,
+    metrics: DeliveryMetrics,
 }
 
 fn start_delivery(cfg: &Config) -> Delivery {
     let (stop, rx) = watch::channel(false);
     let cfg = cfg.clone();
     let metrics = DeliveryMetrics::new(&Metrics::new()).unwrap();
-    let task = tokio::spawn(async move { fjord_stream::delivery::run(&cfg, metrics, rx).await });
-    Delivery { stop, task }
+    let m = metrics.clone();
+    let task = tokio::spawn(async move { fjord_stream::delivery::run(&cfg, m, rx).await });
+    Delivery {
+        stop,
+        task,
+        metrics,
+    }
 }
 
 impl Delivery {
@@ -416,4 +422,40 @@ async fn gateway_offline_follows_presence_across_a_restart_of_the_processor() {
     );
     assert_eq!(all[3].gateway_id.as_deref(), Some("gw2"));
     assert_eq!(all[3].severity, Severity::Critical);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_endpoint_holds_back_no_other_webhook() {
+    let tansu = Tansu::start().unwrap_or_else(|e| panic!("{e}"));
+    let live = WebhookReceiver::start().await.unwrap();
+    let mut cfg = with_delivery(config(tansu.kafka_config()), &live.url());
+    // nothing listens on this port: every attempt is a connection error, retried forever
+    let dead_port = fjord_core::testkit::free_port();
+    cfg.alerts.webhooks.push(Webhook {
+        name: "dead".into(),
+        ..webhook(&format!("http://127.0.0.1:{dead_port}/hook"))
+    });
+    fjord_stream::runtime::ensure_topics(&cfg).await.unwrap();
+    let (sent, expected) = alert_changes("both", 4, 20);
+    kafka::produce_alerts(&cfg.kafka, &sent).await;
+    let delivery = start_delivery(&cfg);
+    let got = live
+        .wait_for(Duration::from_secs(60), |r| r.len() >= sent.len())
+        .await;
+    let retried = delivery
+        .metrics
+        .deliveries
+        .with_label_values(&["dead", "retried"])
+        .get();
+    let summaries = delivery.stop().await;
+    assert_eq!(
+        ids_per_key(&got),
+        expected,
+        "the live webhook got everything, in order"
+    );
+    assert!(retried > 0, "the dead endpoint is being retried meanwhile");
+    let dead = summaries.iter().find(|s| s.webhook == "dead").unwrap();
+    assert_eq!(dead.delivered, 0);
+    let live_summary = summaries.iter().find(|s| s.webhook == "test").unwrap();
+    assert_eq!(live_summary.delivered, sent.len() as u64);
 }
