@@ -50,7 +50,7 @@ pub enum Command {
     Serve,
     /// Run one SQL query against the lake and print the result
     #[command(
-        after_help = "Example:\n  fjord sql \"SELECT lot_id, count(*) FROM readings GROUP BY 1\""
+        after_help = "Examples:\n  fjord sql \"SELECT lot_id, count(*) FROM readings GROUP BY 1\"\n  fjord sql --format csv \"SELECT * FROM alerts WHERE status = 'firing'\""
     )]
     Sql(SqlArgs),
     /// Device simulator and load generator over MQTT
@@ -250,7 +250,7 @@ pub struct SqlArgs {
     /// The query.
     pub query: String,
     /// Output format: table, csv or json.
-    #[arg(long, default_value = "table")]
+    #[arg(long, default_value = "table", value_parser = ["table", "csv", "json"])]
     pub format: String,
 }
 

@@ -260,3 +260,29 @@ pub fn simulate(path: Option<&Path>, args: SimulateArgs) -> anyhow::Result<ExitC
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `fjord sql`: one read-only query against the lake, printed as a table, CSV or JSON. Exit 1 with
+/// the reason when the query is refused or fails.
+pub fn sql(path: Option<&Path>, args: &crate::cli::SqlArgs) -> anyhow::Result<ExitCode> {
+    let Some(config) = load(path) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let format: fjord_queries::format::Format = match args.format.parse() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let result = runtime()?.block_on(fjord_queries::catalog::query(&config, &args.query));
+    match result.and_then(|batches| fjord_queries::format::write(&batches, format)) {
+        Ok(text) => {
+            println!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

@@ -36,6 +36,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stream(args) => commands::stream(config_path, &args),
         Command::Simulate(args) => commands::simulate(config_path, args),
         Command::Batch(args) => batch_cmd::command(config_path, args),
+        Command::Sql(args) => commands::sql(config_path, &args),
         other => {
             eprintln!(
                 "fjord {}: not built yet. This command arrives with its component; \

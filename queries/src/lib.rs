@@ -1,5 +1,15 @@
 //! `fjord-queries`: the serving layer (SPEC §4.3, §7).
 //!
-//! Not built yet: DataFusion SQL over the lake merged with the speed layer, served over HTTP, the
-//! Postgres wire protocol and Arrow Flight SQL, plus the live dashboard. `fjord serve` and
-//! `fjord sql` say so and exit non-zero until then.
+//! * [`guard`] — SQL is read-only: only queries pass, every other statement is refused by name.
+//! * [`catalog`] — a DataFusion session over the lake's Delta tables and the lots registry.
+//! * [`format`] — results as a text table, CSV or JSON.
+//!
+//! Built so far: `fjord sql` (one query against the lake). Not built yet: the speed-layer merge of
+//! §4.3, `fjord serve` (HTTP, Postgres wire, Flight SQL) and the dashboard.
+
+pub mod catalog;
+mod error;
+pub mod format;
+pub mod guard;
+
+pub use error::{Error, Result};

@@ -1,0 +1,42 @@
+//! The one error type of `fjord-queries`.
+
+/// `Result` with [`Error`] by default.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Errors of the serving layer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The statement is not allowed (only read-only queries are).
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The SQL is wrong or the query failed.
+    #[error("{0}")]
+    Query(String),
+    /// An output format fjord does not write.
+    #[error("unknown format {0:?}: use table, csv or json")]
+    Format(String),
+    /// The lake or the registry could not be read.
+    #[error(transparent)]
+    Batch(Box<fjord_batch::Error>),
+    /// An error of the shared core.
+    #[error(transparent)]
+    Core(#[from] fjord_core::Error),
+}
+
+impl From<datafusion::error::DataFusionError> for Error {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        Error::Query(e.to_string())
+    }
+}
+
+impl From<arrow::error::ArrowError> for Error {
+    fn from(e: arrow::error::ArrowError) -> Self {
+        Error::Query(e.to_string())
+    }
+}
+
+impl From<fjord_batch::Error> for Error {
+    fn from(e: fjord_batch::Error) -> Self {
+        Error::Batch(Box::new(e))
+    }
+}
