@@ -65,7 +65,7 @@ impl PresenceState {
             machine::observe(
                 &mut self.active,
                 rule,
-                &Subject::gateway(&p.gateway_id),
+                || Subject::gateway(&p.gateway_id),
                 Observation::holds(!online),
                 ts,
                 None,

@@ -65,11 +65,11 @@ impl LotAlerts {
                 fire_threshold: Some(rule.fire_at),
                 resolve_threshold: Some(rule.resolve_at),
             };
-            let subject = Subject::lot(&r.lot_id);
+            let subject = || Subject::lot(&r.lot_id);
             machine::observe(
                 &mut self.active,
                 &rule.common,
-                &subject,
+                subject,
                 obs,
                 r.ts,
                 None,
@@ -87,11 +87,11 @@ impl LotAlerts {
                 fire_threshold: Some(f64::from(rule.fire_below)),
                 resolve_threshold: Some(f64::from(rule.resolve_at)),
             };
-            let subject = Subject::space(&r.lot_id, &r.space_id);
+            let subject = || Subject::space(&r.lot_id, &r.space_id);
             machine::observe(
                 &mut self.active,
                 &rule.common,
-                &subject,
+                subject,
                 obs,
                 r.ts,
                 None,
@@ -102,26 +102,25 @@ impl LotAlerts {
             && let Some(s) = space
         {
             let deadline = s.live_ts.saturating_add(rule.after_ms);
-            let subject = Subject::space(&r.lot_id, &r.space_id);
-            if self.active.contains_key(&subject.key(&rule.common.name)) {
-                // the space reports again: resolved at this reading
-                let obs = Observation {
-                    fire: false,
-                    resolve: true,
-                    value: Some(0.0),
-                    fire_threshold: None,
-                    resolve_threshold: None,
-                };
-                machine::observe(
-                    &mut self.active,
-                    &rule.common,
-                    &subject,
-                    obs,
-                    r.ts,
-                    None,
-                    out,
-                );
-            }
+            // a silent space that reports again is resolved at this reading (nothing to do, and
+            // nothing allocated, when it was not silent)
+            let obs = Observation {
+                fire: false,
+                resolve: true,
+                value: Some(0.0),
+                fire_threshold: None,
+                resolve_threshold: None,
+            };
+            let subject = || Subject::space(&r.lot_id, &r.space_id);
+            machine::observe(
+                &mut self.active,
+                &rule.common,
+                subject,
+                obs,
+                r.ts,
+                None,
+                out,
+            );
             self.silence_check = Some(self.silence_check.map_or(deadline, |c| c.min(deadline)));
         }
         for rule in rules.user.iter().filter(|u| u.on == RuleInput::Reading) {
@@ -148,15 +147,17 @@ impl LotAlerts {
                 continue;
             }
             let holds = rule.expr.holds(&row);
-            let subject = if rule.per_space {
-                Subject::space(&r.lot_id, &r.space_id)
-            } else {
-                Subject::lot(&r.lot_id)
+            let subject = || {
+                if rule.per_space {
+                    Subject::space(&r.lot_id, &r.space_id)
+                } else {
+                    Subject::lot(&r.lot_id)
+                }
             };
             machine::observe(
                 &mut self.active,
                 &rule.common,
-                &subject,
+                subject,
                 Observation::holds(holds),
                 r.ts,
                 rule.for_ms,
@@ -200,7 +201,7 @@ impl LotAlerts {
             machine::observe(
                 &mut self.active,
                 &rule.common,
-                &Subject::lot(&w.lot_id),
+                || Subject::lot(&w.lot_id),
                 Observation::holds(holds),
                 w.window_end,
                 rule.for_ms,
@@ -259,7 +260,7 @@ impl LotAlerts {
                 machine::observe(
                     &mut self.active,
                     &rule.common,
-                    &subject,
+                    || subject,
                     obs,
                     deadline,
                     None,

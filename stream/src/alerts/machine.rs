@@ -119,21 +119,28 @@ impl Observation {
 
 /// Applies an observation at event time `at` to the alert `subject` of `rule`. `for_ms`: the time
 /// the condition must hold before firing. Pushes the state changes to `out`.
+///
+/// `subject` is only built when there can be something to do: a condition that does not hold in a
+/// scope with no active alert (the common case, on every reading) costs no allocation.
 pub fn observe(
     active: &mut ActiveMap,
     rule: &Common,
-    subject: &Subject,
+    subject: impl FnOnce() -> Subject,
     obs: Observation,
     at: TimestampMs,
     for_ms: Option<i64>,
     out: &mut Vec<Alert>,
 ) {
+    if !obs.fire && active.is_empty() {
+        return;
+    }
+    let subject = subject();
     let key = subject.key(&rule.name);
     match active.get_mut(&key) {
         None if obs.fire => {
             let mut a = Active {
                 rule: rule.name.clone(),
-                subject: subject.clone(),
+                subject,
                 firing: false,
                 since: at,
                 last_sent: at,
