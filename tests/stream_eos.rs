@@ -136,7 +136,8 @@ async fn produce(kafka: &KafkaConfig, readings: &[RefReading]) {
 }
 
 /// Waits for every reference window (repeats must be byte-identical) and checks them.
-async fn check_exact(kafka: &KafkaConfig, readings: &[RefReading], to: i64) -> usize {
+/// `log`: the processor's log, shown when a window is missing.
+async fn check_exact(kafka: &KafkaConfig, readings: &[RefReading], to: i64, log: &Path) -> usize {
     let cutoff = (to - 2 * MIN).div_euclid(10 * MIN) * 10 * MIN;
     let expected = reference::windows(readings, &[MIN, 10 * MIN], cutoff, &|_| None);
     let mut first: HashMap<(String, i64, i64), Vec<u8>> = HashMap::new();
@@ -164,9 +165,14 @@ async fn check_exact(kafka: &KafkaConfig, readings: &[RefReading], to: i64) -> u
         let got = first
             .get(&(w.lot_id.clone(), w.window_start, w.window_end))
             .unwrap_or_else(|| {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(60).collect();
                 panic!(
-                    "window {} [{}, {}) missing",
-                    w.lot_id, w.window_start, w.window_end
+                    "window {} [{}, {}) missing; end of the log:\n{}",
+                    w.lot_id,
+                    w.window_start,
+                    w.window_end,
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
                 )
             });
         let got: OccupancyWindow = serde_json::from_slice(got).unwrap();
@@ -263,7 +269,7 @@ async fn transactions_commit_exact_windows_with_their_offsets_and_survive_inject
     );
     s.cluster.clear_request_errors(RDKafkaApiKey::Produce);
 
-    let repeated = check_exact(&s.kafka, &data, to).await;
+    let repeated = check_exact(&s.kafka, &data, to, &log).await;
     let aborted = metric(port, "fjord_stream_commits_total{outcome=\"aborted\"}");
     let restores = metric(port, "fjord_stream_restores_total");
     // All input is consumed, and the offsets committed in the same transactions as the outputs
@@ -347,7 +353,7 @@ async fn a_fenced_instance_stops_and_its_successor_finishes_exactly() {
     );
     let mut successor = start(&c2, &log2);
     produce(&s.kafka, &data[data.len() * 3 / 4..]).await;
-    let repeated = check_exact(&s.kafka, &data, to).await;
+    let repeated = check_exact(&s.kafka, &data, to, &log2).await;
     successor.kill().unwrap();
     successor.wait().unwrap();
     println!(

@@ -175,6 +175,23 @@ impl Sink {
         }
     }
 
+    /// Aborts the open transaction. librdkafka's abort first waits for every message of the
+    /// transaction to settle, which needs their delivery reports served — a `BaseProducer` has no
+    /// thread doing that — and messages for a partition the failure made unknown would only settle
+    /// at `message.timeout.ms`. Their transaction is being aborted and the processor rewinds and
+    /// produces them again, so they are purged, their reports served, and then the abort runs.
+    fn abort(&self) -> Result<(), KafkaError> {
+        self.producer
+            .purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while self.producer.in_flight_count() > 0 && std::time::Instant::now() < deadline {
+            self.producer.poll(Duration::from_millis(10));
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        self.producer
+            .abort_transaction(left.max(Duration::from_secs(1)))
+    }
+
     /// Commits what was sent together with `offsets`.
     pub fn commit<C: ConsumerContext>(
         &mut self,
@@ -185,7 +202,7 @@ impl Sink {
             ProcessingGuarantee::ExactlyOnce => {
                 if let Some(reason) = self.doomed.take() {
                     self.txn_open = false;
-                    if let Err(abort) = self.producer.abort_transaction(TIMEOUT) {
+                    if let Err(abort) = self.abort() {
                         return Err(CommitError::Fatal(fatal("abort transaction", abort)));
                     }
                     return Err(CommitError::Aborted(reason));
@@ -205,7 +222,7 @@ impl Sink {
                     Err(e) => {
                         let abortable = matches!(&e, KafkaError::Transaction(t) if t.txn_requires_abort() || t.is_retriable());
                         if abortable {
-                            if let Err(abort) = self.producer.abort_transaction(TIMEOUT) {
+                            if let Err(abort) = self.abort() {
                                 return Err(CommitError::Fatal(fatal("abort transaction", abort)));
                             }
                             Err(CommitError::Aborted(e.to_string()))
