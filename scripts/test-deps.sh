@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what fjord's tests need, skipping what is already there (a second run takes seconds):
-#   * Debian packages: mosquitto (MQTT broker for tests) and the C build prerequisites of librdkafka;
+#   * Debian packages: mosquitto (MQTT broker for tests), postgresql-client (psql, the real client of
+#     the Postgres wire tests) and the C build prerequisites of librdkafka;
 #   * tansu, a Kafka-protocol broker, and s3s-fs, an S3-compatible server, built with cargo into
 #     ~/.cache/fjord-ci/tools;
 #   * a Python venv (~/.cache/fjord-ci/venv) with deltalake, pyarrow and duckdb, the independent
@@ -22,6 +23,7 @@ missing=()
 for pkg in mosquitto pkg-config zlib1g-dev libssl-dev build-essential; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
+command -v psql >/dev/null || missing+=(postgresql-client)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test-deps: installing ${missing[*]} with apt"
   sudo_if_needed apt-get update -qq

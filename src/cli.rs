@@ -253,29 +253,3 @@ pub struct SqlArgs {
     #[arg(long, default_value = "table", value_parser = ["table", "csv", "json"])]
     pub format: String,
 }
-
-impl Command {
-    /// The name used in messages (`batch views`, `config check`).
-    pub fn name(&self) -> String {
-        match self {
-            Command::Demo(_) => "demo".into(),
-            Command::Bridge => "bridge".into(),
-            Command::Stream(_) => "stream".into(),
-            Command::Batch(b) => format!(
-                "batch {}",
-                match b.job {
-                    BatchJob::Run(_) => "run",
-                    BatchJob::Ingest(_) => "ingest",
-                    BatchJob::Compact(_) => "compact",
-                    BatchJob::Views(_) => "views",
-                    BatchJob::Vacuum(_) => "vacuum",
-                    BatchJob::Import { .. } => "import",
-                }
-            ),
-            Command::Serve => "serve".into(),
-            Command::Sql(_) => "sql".into(),
-            Command::Simulate(_) => "simulate".into(),
-            Command::Config(_) => "config check".into(),
-        }
-    }
-}

@@ -286,3 +286,46 @@ pub fn sql(path: Option<&Path>, args: &crate::cli::SqlArgs) -> anyhow::Result<Ex
         }
     }
 }
+
+/// `fjord serve`: the query server (HTTP API and dashboard, Postgres wire) until SIGINT/SIGTERM.
+pub fn serve(path: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let Some(config) = load(path) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    telemetry::init_tracing(&config.log)?;
+    let (token, generated) = match &config.auth.token {
+        Some(t) => (t.clone(), false),
+        None => (crate::demo::generate_token(), true),
+    };
+    runtime()?.block_on(async {
+        let metrics = Metrics::new();
+        let shutdown = shutdown_signal()?;
+        let server = fjord_queries::serve::start(
+            &config,
+            fjord_queries::auth::Credentials::new(token.clone()),
+            &metrics,
+            fjord_queries::serve::Options::default(),
+            shutdown.clone(),
+        )
+        .await?;
+        if generated {
+            println!("auth.token is not set; this run's token: {token}");
+        }
+        println!("dashboard     http://{}/#token={token}", server.http);
+        println!("SQL over HTTP curl -H 'Authorization: Bearer {token}' --data 'SELECT * FROM occupancy_live' http://{}/api/sql", server.http);
+        println!(
+            "postgres      PGPASSWORD={token} psql -h {} -p {} -U {} fjord",
+            server.pg.ip(),
+            server.pg.port(),
+            fjord_queries::auth::USER
+        );
+        for task in server.tasks {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "query server interface failed"),
+                Err(e) => tracing::error!(error = %e, "query server task panicked"),
+            }
+        }
+        Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
+    })
+}

@@ -39,6 +39,7 @@ struct Endpoints {
     mqtt: MqttEndpoint,
     kafka: KafkaEndpoint,
     http: HttpEndpoint,
+    postgres: PgEndpoint,
     lake: LakeEndpoint,
     /// Components accepted on the command line that are not built yet (no endpoint to give).
     not_built_yet: Vec<&'static str>,
@@ -68,16 +69,25 @@ struct KafkaEndpoint {
 #[derive(Debug, Serialize)]
 struct HttpEndpoint {
     url: String,
+    dashboard: String,
+    sql: String,
     ingest: String,
     metrics: String,
     token: String,
 }
 
+#[derive(Debug, Serialize)]
+struct PgEndpoint {
+    host: String,
+    port: u16,
+    user: String,
+    password: String,
+    database: String,
+    psql: String,
+}
+
 /// Components of the demo that later issues add; each is named at start-up until it lands.
-const NOT_BUILT: [&str; 2] = [
-    "query server (SQL over HTTP, Postgres wire, Flight SQL)",
-    "dashboard",
-];
+const NOT_BUILT: [&str; 1] = ["Arrow Flight SQL"];
 
 /// The simulator's pace in the demo: a lively but readable stream.
 const DEMO_RATE: f64 = 20.0;
@@ -170,14 +180,20 @@ pub async fn run(args: DemoArgs, mut config: Config, metrics: Metrics) -> anyhow
         ingest_metrics.clone(),
         metrics.clone(),
     )?;
-    let http_listener = tokio::net::TcpListener::bind(http_listen)
-        .await
-        .with_context(|| format!("the HTTP port {http_listen} is not free (use --http-port)"))?;
-    drop(http_listener);
-    let http_task = {
-        let (router, stop) = (http.router(), shutdown.clone());
-        tokio::spawn(async move { fjord_ingest::http::serve(router, http_listen, stop).await })
-    };
+    // The query server (SQL API, dashboard, Postgres wire) shares the HTTP port with ingest.
+    config.serve.http_listen = http_listen;
+    config.serve.pg_listen = SocketAddr::from(([127, 0, 0, 1], args.pg_port));
+    let server = fjord_queries::serve::start(
+        &config,
+        fjord_queries::auth::Credentials::new(token.clone()),
+        &metrics,
+        fjord_queries::serve::Options {
+            extra_routes: Some(http.router()),
+        },
+        shutdown.clone(),
+    )
+    .await
+    .context("cannot start the query server (use --http-port / --pg-port for other ports)")?;
 
     // The stream processor: exactly once on the embedded cluster (it accepts transactions).
     let stream = {
@@ -275,9 +291,24 @@ pub async fn run(args: DemoArgs, mut config: Config, metrics: Metrics) -> anyhow
         },
         http: HttpEndpoint {
             url: format!("http://{http_listen}"),
+            dashboard: format!("http://{http_listen}/#token={token}"),
+            sql: format!("http://{http_listen}/api/sql"),
             ingest: format!("http://{http_listen}/ingest/"),
             metrics: format!("http://{http_listen}/metrics"),
             token: token.clone(),
+        },
+        postgres: PgEndpoint {
+            host: server.pg.ip().to_string(),
+            port: server.pg.port(),
+            user: fjord_queries::auth::USER.into(),
+            password: token.clone(),
+            database: "fjord".into(),
+            psql: format!(
+                "PGPASSWORD={token} psql -h {} -p {} -U {} fjord",
+                server.pg.ip(),
+                server.pg.port(),
+                fjord_queries::auth::USER
+            ),
         },
         lake: LakeEndpoint {
             url: lake_url,
@@ -337,7 +368,9 @@ pub async fn run(args: DemoArgs, mut config: Config, metrics: Metrics) -> anyhow
     }
     // A batch run in progress is cut short: the lake only ever sees whole commits.
     batch.abort();
-    let _ = tokio::time::timeout(Duration::from_secs(5), http_task).await;
+    for task in server.tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
     let _ = std::fs::remove_file(&endpoints_path);
     // The embedded cluster is in memory and discarded with the process. Destroying it explicitly
     // waits for every connected client to leave (up to a consumer's 45 s session timeout), so it is
@@ -366,7 +399,8 @@ fn simulated_lots(lots: &LotsRegistry) -> Vec<SimLot> {
         .collect()
 }
 
-fn generate_token() -> String {
+/// A random 24-character alphanumeric token.
+pub fn generate_token() -> String {
     rand::rng()
         .sample_iter(rand::distr::Alphanumeric)
         .take(24)
@@ -444,6 +478,12 @@ fn print_banner(args: &DemoArgs, e: &Endpoints, endpoints_path: &Path, lots: usi
         "  HTTP ingest   POST {}parking/<lot>/<space>  (Authorization: Bearer {})\n",
         e.http.ingest, e.http.token
     ));
+    out.push_str(&format!("  Dashboard     {}\n", e.http.dashboard));
+    out.push_str(&format!(
+        "  SQL (HTTP)    curl -H 'Authorization: Bearer {}' --data 'SELECT * FROM occupancy_live' {}\n",
+        e.http.token, e.http.sql
+    ));
+    out.push_str(&format!("  SQL (psql)    {}\n", e.postgres.psql));
     out.push_str(&format!("  Metrics       {}\n", e.http.metrics));
     out.push_str(&format!(
         "  Simulator     {}\n",
@@ -458,13 +498,10 @@ fn print_banner(args: &DemoArgs, e: &Endpoints, endpoints_path: &Path, lots: usi
     for c in &e.not_built_yet {
         out.push_str(&format!("    - {c}\n"));
     }
-    let waiting: Vec<String> = [Some(format!(
-        "--pg-port {} --flight-port {}",
-        args.pg_port, args.flight_port
-    ))]
-    .into_iter()
-    .flatten()
-    .collect();
+    let waiting: Vec<String> = [Some(format!("--flight-port {}", args.flight_port))]
+        .into_iter()
+        .flatten()
+        .collect();
     out.push_str(&format!(
         "    settings waiting for them: {}\n\n",
         waiting.join("; ")

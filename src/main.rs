@@ -11,9 +11,6 @@ use std::process::ExitCode;
 use clap::Parser;
 use cli::{Cli, Command, ConfigCommand};
 
-/// Exit status of a command whose component has not been built yet (sysexits' EX_UNAVAILABLE).
-const NOT_BUILT: u8 = 69;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -37,13 +34,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Simulate(args) => commands::simulate(config_path, args),
         Command::Batch(args) => batch_cmd::command(config_path, args),
         Command::Sql(args) => commands::sql(config_path, &args),
-        other => {
-            eprintln!(
-                "fjord {}: not built yet. This command arrives with its component; \
-                 `fjord demo` shows what runs today.",
-                other.name()
-            );
-            Ok(ExitCode::from(NOT_BUILT))
-        }
+        Command::Serve => commands::serve(config_path),
     }
 }

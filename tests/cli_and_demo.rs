@@ -73,15 +73,6 @@ fn help_lists_every_command_of_the_spec() {
 }
 
 #[test]
-fn serve_is_not_built_yet_and_says_so() {
-    let out = fjord(&["serve"]);
-    assert_eq!(out.status.code(), Some(69));
-    let err = text(&out.stderr);
-    assert!(err.contains("not built yet"), "{err}");
-    assert!(out.stdout.is_empty(), "serve printed to stdout");
-}
-
-#[test]
 fn config_check_prints_every_problem_at_once() {
     let dir = temp_dir();
     let path = dir.path().join("fjord.toml");
@@ -135,6 +126,7 @@ impl Demo {
             .arg(data_dir)
             .args(["--mqtt-port", &mqtt_port.to_string()])
             .args(["--http-port", &free_port().to_string()])
+            .args(["--pg-port", &free_port().to_string()])
             .args(["--batch-every", "5s"])
             .env_remove("FJORD_CONFIG")
             .stdout(Stdio::piped())
@@ -350,6 +342,42 @@ async fn demo_runs_embedded_brokers_and_stops_cleanly() {
         "the batch job must land both readings in the lake"
     );
 
+    // The query server answers over HTTP (same port as ingest) and the Postgres wire.
+    let sql = reqwest::Client::new()
+        .post(endpoints["http"]["sql"].as_str().unwrap())
+        .bearer_auth(token)
+        .body("SELECT count(*) AS n FROM readings")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sql.status(), 200);
+    let rows: serde_json::Value = sql.json().await.unwrap();
+    assert_eq!(rows, serde_json::json!([{"n": 2}]));
+    let pg = &endpoints["postgres"];
+    assert_eq!(pg["password"], token);
+    let psql = Command::new("psql")
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-h",
+            pg["host"].as_str().unwrap(),
+            "-U",
+            "fjord",
+            "-d",
+            "fjord",
+        ])
+        .args([
+            "-p",
+            &pg["port"].to_string(),
+            "-c",
+            "SELECT count(*) FROM readings",
+        ])
+        .env("PGPASSWORD", token)
+        .output()
+        .expect("psql (postgresql-client) is installed");
+    assert_eq!(text(&psql.stdout).trim(), "2", "{}", text(&psql.stderr));
+
     // Ctrl-C: a clean exit that removes endpoints.json.
     demo.interrupt();
     let status = tokio::task::block_in_place(|| demo.child.wait()).unwrap();
@@ -357,6 +385,8 @@ async fn demo_runs_embedded_brokers_and_stops_cleanly() {
     std::io::Read::read_to_string(demo.child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
     assert!(status.success(), "demo exited with {status}");
     assert!(stdout.contains("mosquitto_pub -h 127.0.0.1"), "{stdout}");
+    assert!(stdout.contains("psql -h 127.0.0.1 -p"), "{stdout}");
+    assert!(stdout.contains("/#token=test-token-123"), "{stdout}");
     assert!(
         stdout.contains("not built yet") || stdout.contains("Not built yet"),
         "{stdout}"

@@ -23,6 +23,7 @@ pub mod lots;
 pub mod model;
 pub mod occupancy;
 pub mod schema;
+pub mod secret;
 pub mod serde_ts;
 pub mod telemetry;
 #[cfg(feature = "testkit")]

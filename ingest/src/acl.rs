@@ -5,6 +5,7 @@
 //! `publish = ["parking/A/#", "presence/gw-A"]` and no `subscribe`.
 
 use fjord_core::config::Credential;
+use fjord_core::secret::constant_time_eq;
 use fjord_core::topic::{filter_covers, filter_matches};
 
 /// The credentials, ready to check.
@@ -75,13 +76,6 @@ fn shared_filter(filter: &str) -> &str {
         .strip_prefix("$share/")
         .and_then(|rest| rest.split_once('/'))
         .map_or(filter, |(_, f)| f)
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

@@ -1,43 +1,97 @@
-//! The SQL catalog: the lake's Delta tables (`readings`, `alerts`, `quarantine`, and the batch views
-//! `occupancy_1m` / `occupancy_10m`) and `lots` from the registry. Tables not created yet are absent.
-//! Each session reads the tables' latest versions, so new lake commits are visible to new queries.
-//! (The speed-layer merge of SPEC §4.3 is not built yet: the views are the batch rows.)
+//! The SQL catalog of SPEC §7 in one long-lived DataFusion session: the lake's Delta tables
+//! (`readings`, `alerts`, `quarantine`), the merged `occupancy_1m` / `occupancy_10m` (§4.3), the
+//! live tables of the speed layer (`occupancy_live`, `spaces_live`) and `lots` from the registry.
+//! Every scan looks at the current lake version and speed-layer state (see [`crate::tables`]), so new
+//! commits are visible to new queries without a restart.
+//!
+//! The session carries the memory limit (a DataFusion memory pool shared by all running queries,
+//! spilling disabled); [`crate::exec`] adds the time and row limits per query.
 
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Float64Builder, Int32Builder, RecordBatch, StringBuilder};
 use datafusion::datasource::MemTable;
-use datafusion::prelude::SessionContext;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use fjord_batch::views::compute::SIZES_MS;
 use fjord_batch::{Lake, Table};
 use fjord_core::config::Config;
 use fjord_core::lots::LotsRegistry;
 
-use crate::Result;
+use crate::speed::Speed;
+use crate::tables::{LakeTable, LakeTables, Live, LiveTable, MergedOccupancy};
+use crate::{Error, Result};
 
-/// The lake tables SQL sees, by name.
-pub const LAKE_TABLES: [Table; 5] = [
-    Table::Readings,
-    Table::Alerts,
-    Table::Quarantine,
-    Table::Occupancy1m,
-    Table::Occupancy10m,
-];
+/// The catalog: a session with every table registered, and the limits of §7.
+#[derive(Clone)]
+pub struct Catalog {
+    ctx: SessionContext,
+    limits: crate::exec::Limits,
+}
 
-/// A session with every existing lake table and `lots` registered.
-pub async fn session(cfg: &Config) -> Result<SessionContext> {
-    let lake = Lake::new(&cfg.lake_url(), &cfg.lake.storage_options)?;
-    let mut tables = Vec::new();
-    for t in LAKE_TABLES {
-        if let Some(delta) = lake.open_existing(t).await? {
-            tables.push((t.name(), delta));
-        }
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
     }
-    let refs: Vec<(&str, &deltalake::DeltaTable)> = tables.iter().map(|(n, t)| (*n, t)).collect();
-    let ctx = fjord_batch::query::session(&refs).await?;
-    let lots = lots_batch(&cfg.lots_registry()?);
-    let mem = MemTable::try_new(fjord_core::schema::lots(), vec![vec![lots]])?;
-    ctx.register_table("lots", Arc::new(mem))?;
-    Ok(ctx)
+}
+
+impl Catalog {
+    /// The catalog of `cfg`'s lake and registry, with `speed` as the speed layer (an empty one
+    /// for `fjord sql`).
+    pub fn open(cfg: &Config, speed: Arc<Speed>) -> Result<Self> {
+        let limits = crate::exec::Limits::from_config(&cfg.serve);
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(limits.memory_bytes, 1.0)
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+            )
+            .build_arc()?;
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema("fjord", "public");
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        // pg_catalog and the Postgres functions that psql, Grafana and DBeaver query
+        datafusion_postgres::datafusion_pg_catalog::setup_pg_catalog(
+            &ctx,
+            "fjord",
+            datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
+        )
+        .map_err(|e| Error::Query(format!("cannot set up pg_catalog: {e}")))?;
+        let lake = Lake::new(&cfg.lake_url(), &cfg.lake.storage_options)?;
+        let tables = LakeTables::new(lake);
+        for t in [Table::Readings, Table::Alerts, Table::Quarantine] {
+            ctx.register_table(t.name(), Arc::new(LakeTable::new(tables.clone(), t)))?;
+        }
+        for (t, size) in [
+            (Table::Occupancy1m, SIZES_MS[0]),
+            (Table::Occupancy10m, SIZES_MS[1]),
+        ] {
+            let merged = MergedOccupancy::new(tables.clone(), t, size, speed.clone());
+            ctx.register_table(t.name(), Arc::new(merged))?;
+        }
+        ctx.register_table(
+            "occupancy_live",
+            Arc::new(LiveTable::new(speed.clone(), Live::Occupancy)),
+        )?;
+        ctx.register_table("spaces_live", Arc::new(LiveTable::new(speed, Live::Spaces)))?;
+        let lots = lots_batch(&cfg.lots_registry()?);
+        let mem = MemTable::try_new(fjord_core::schema::lots(), vec![vec![lots]])?;
+        ctx.register_table("lots", Arc::new(mem))?;
+        Ok(Self { ctx, limits })
+    }
+
+    /// The session (shared by every interface).
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// The per-query limits.
+    pub fn limits(&self) -> crate::exec::Limits {
+        self.limits
+    }
 }
 
 /// The registry as a batch of [`fjord_core::schema::lots`].
@@ -69,9 +123,15 @@ pub fn lots_batch(lots: &LotsRegistry) -> RecordBatch {
         .unwrap_or_else(|e| unreachable!("lots batch does not match its schema: {e}"))
 }
 
-/// Runs one read-only query (see [`crate::guard`]) and collects the result.
+/// Runs one read-only query against the lake (the speed layer empty: `fjord sql`) and collects the
+/// result, within the `[serve]` limits.
 pub async fn query(cfg: &Config, sql: &str) -> Result<Vec<RecordBatch>> {
-    let sql = crate::guard::check(sql)?;
-    let ctx = session(cfg).await?;
-    Ok(ctx.sql(sql).await?.collect().await?)
+    let catalog = Catalog::open(cfg, Speed::new())?;
+    crate::exec::collect(&catalog, sql).await
+}
+
+impl From<Error> for datafusion::error::DataFusionError {
+    fn from(e: Error) -> Self {
+        datafusion::error::DataFusionError::External(Box::new(e))
+    }
 }

@@ -12,6 +12,15 @@ pub enum Error {
     /// The SQL is wrong or the query failed.
     #[error("{0}")]
     Query(String),
+    /// The query hit one of its limits (time, memory, rows); the message names it.
+    #[error("limit: {0}")]
+    Limit(String),
+    /// Kafka could not be read.
+    #[error("kafka: {0}")]
+    Kafka(String),
+    /// A listener could not be bound or served.
+    #[error("{0}")]
+    Serve(String),
     /// An output format fjord does not write.
     #[error("unknown format {0:?}: use table, csv or json")]
     Format(String),

@@ -23,15 +23,21 @@ pub fn check(sql: &str) -> Result<&str> {
     Ok(sql)
 }
 
+/// Checks one parsed SQL statement (the Postgres interface parses with its own dialect).
+pub fn check_statement(statement: &Statement) -> Result<()> {
+    match statement {
+        Statement::Query(_) => Ok(()),
+        Statement::Explain { statement, .. } => check_statement(statement),
+        other => Err(Error::Refused(format!(
+            "fjord SQL is read-only; {} is not allowed",
+            kind(&other.to_string())
+        ))),
+    }
+}
+
 fn allowed(statement: &DfStatement) -> Result<()> {
     match statement {
-        DfStatement::Statement(s) => match s.as_ref() {
-            Statement::Query(_) => Ok(()),
-            other => Err(Error::Refused(format!(
-                "fjord SQL is read-only; {} is not allowed",
-                kind(&other.to_string())
-            ))),
-        },
+        DfStatement::Statement(s) => check_statement(s),
         // EXPLAIN [ANALYZE] of a query is a query
         DfStatement::Explain(e) => allowed(&e.statement),
         DfStatement::CopyTo(_) => Err(Error::Refused(

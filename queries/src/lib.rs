@@ -1,15 +1,29 @@
 //! `fjord-queries`: the serving layer (SPEC §4.3, §7).
 //!
+//! * [`analyst`] — the ready analyst queries of `queries/sql/`.
 //! * [`guard`] — SQL is read-only: only queries pass, every other statement is refused by name.
-//! * [`catalog`] — a DataFusion session over the lake's Delta tables and the lots registry.
-//! * [`format`] — results as a text table, CSV or JSON.
-//!
-//! Built so far: `fjord sql` (one query against the lake). Not built yet: the speed-layer merge of
-//! §4.3, `fjord serve` (HTTP, Postgres wire, Flight SQL) and the dashboard.
+//! * [`speed`] — the speed layer fed from Kafka: windows after the batch high-water mark, current
+//!   occupancy per lot, each space's twin, each alert's latest change.
+//! * [`tables`] — table providers that read the current lake version and speed-layer state on every
+//!   scan, including the Lambda merge of §4.3.
+//! * [`catalog`] — one DataFusion session with every table of §7 and the memory limit.
+//! * [`exec`] — one query within its time and row limits.
+//! * [`format`] — results as a text table, CSV or JSON (`fjord sql`).
+//! * [`http`] — `fjord serve`'s HTTP API and dashboard; [`pg`] — the Postgres wire protocol.
+//! * [`serve`] — starts the feed and every interface.
 
+pub mod analyst;
+pub mod auth;
 pub mod catalog;
 mod error;
+pub mod exec;
 pub mod format;
 pub mod guard;
+pub mod http;
+pub mod metrics;
+pub mod pg;
+pub mod serve;
+pub mod speed;
+pub mod tables;
 
 pub use error::{Error, Result};

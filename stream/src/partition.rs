@@ -145,21 +145,7 @@ pub struct PartitionState {
     alerts_due: TimestampMs,
 }
 
-/// The current occupancy of one lot (a record of the live topic).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LiveRow {
-    /// The lot.
-    pub lot_id: String,
-    /// Registered capacity, or the spaces seen.
-    pub capacity: u32,
-    /// Spaces occupied by their latest reading.
-    pub occupied: u32,
-    /// `occupied / capacity`.
-    pub occupancy_ratio: f64,
-    /// Event time of the latest reading.
-    #[serde(with = "fjord_core::serde_ts")]
-    pub updated_at: TimestampMs,
-}
+pub use fjord_core::model::LiveRow;
 
 impl PartitionState {
     /// A partition with no history.

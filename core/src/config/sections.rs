@@ -474,6 +474,15 @@ pub struct ServeConfig {
     pub pg_listen: SocketAddr,
     /// Arrow Flight SQL.
     pub flight_listen: SocketAddr,
+    /// Longest a query may run (planning, execution and sending its result); then it ends with an
+    /// error naming this limit.
+    pub query_timeout: Duration,
+    /// Memory (MiB) that all running queries may hold together in DataFusion's memory pool; a query
+    /// that needs more ends with an error naming this limit (nothing spills to disk).
+    pub query_memory_mb: u64,
+    /// Most rows one query may return; a query that would return more ends with an error naming this
+    /// limit (add a `LIMIT`).
+    pub max_result_rows: u64,
 }
 
 impl Default for ServeConfig {
@@ -482,6 +491,9 @@ impl Default for ServeConfig {
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             pg_listen: SocketAddr::from(([127, 0, 0, 1], 5433)),
             flight_listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            query_timeout: Duration::from_secs(60),
+            query_memory_mb: 2048,
+            max_result_rows: 1_000_000,
         }
     }
 }
@@ -500,6 +512,18 @@ impl ServeConfig {
                     format!("{addr} is already used by another interface"),
                 ));
             }
+        }
+        if self.query_timeout.is_zero() {
+            p.push((
+                "serve.query_timeout".into(),
+                "must be longer than 0s".into(),
+            ));
+        }
+        if self.query_memory_mb < 16 {
+            p.push(("serve.query_memory_mb".into(), "must be at least 16".into()));
+        }
+        if self.max_result_rows == 0 {
+            p.push(("serve.max_result_rows".into(), "must be at least 1".into()));
         }
     }
 }

@@ -54,3 +54,19 @@ pub struct OccupancyWindow {
     /// Which layer computed the row.
     pub source: WindowSource,
 }
+
+/// The current occupancy of one lot (a record of the live topic).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LiveRow {
+    /// The lot.
+    pub lot_id: String,
+    /// Registered capacity, or the spaces seen.
+    pub capacity: u32,
+    /// Spaces occupied by their latest reading.
+    pub occupied: u32,
+    /// `occupied / capacity`.
+    pub occupancy_ratio: f64,
+    /// Event time of the latest reading.
+    #[serde(with = "crate::serde_ts")]
+    pub updated_at: TimestampMs,
+}

@@ -1,0 +1,227 @@
+//! Running one query within the limits of SPEC §7: read-only ([`crate::guard`]), a time limit over
+//! planning, execution and reading the result, a row limit on what it returns, and the session's
+//! memory limit. Hitting one ends that query with [`Error::Limit`] naming the limit and its config
+//! key; other queries go on.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use datafusion::error::DataFusionError;
+use datafusion::physical_plan::SendableRecordBatchStream;
+use fjord_core::config::ServeConfig;
+use futures::{Stream, StreamExt};
+use tokio::time::Instant;
+
+use crate::catalog::Catalog;
+use crate::{Error, Result};
+
+/// The per-query limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest a query may take, its result included.
+    pub timeout: Duration,
+    /// Memory all running queries may hold together.
+    pub memory_bytes: usize,
+    /// Most rows one query may return.
+    pub max_rows: u64,
+}
+
+impl Limits {
+    /// The limits of `[serve]`.
+    pub fn from_config(cfg: &ServeConfig) -> Self {
+        Self {
+            timeout: cfg.query_timeout.std(),
+            memory_bytes: usize::try_from(cfg.query_memory_mb.saturating_mul(1024 * 1024))
+                .unwrap_or(usize::MAX),
+            max_rows: cfg.max_result_rows,
+        }
+    }
+
+    /// The error of a query stopped at its time limit.
+    pub fn time_error(&self) -> Error {
+        Error::Limit(format!(
+            "the query ran longer than its time limit of {} (serve.query_timeout) and was stopped",
+            fjord_core::duration::Duration::from_millis(
+                u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX)
+            )
+        ))
+    }
+
+    /// The error of a query stopped at its row limit.
+    pub fn rows_error(&self) -> Error {
+        Error::Limit(format!(
+            "the query returns more than the row limit of {} rows (serve.max_result_rows); add a LIMIT or aggregate",
+            self.max_rows
+        ))
+    }
+
+    /// The error for a DataFusion error: memory exhaustion names the memory limit.
+    pub fn error(&self, e: DataFusionError) -> Error {
+        if matches!(e.find_root(), DataFusionError::ResourcesExhausted(_)) {
+            self.memory_error(&e.find_root().to_string())
+        } else {
+            Error::Query(e.to_string())
+        }
+    }
+
+    /// The error for an error that reached us as text (through the Postgres wire library).
+    pub fn error_text(&self, text: &str) -> Error {
+        if text.contains("Resources exhausted") {
+            self.memory_error(text)
+        } else {
+            Error::Query(text.to_owned())
+        }
+    }
+
+    fn memory_error(&self, detail: &str) -> Error {
+        Error::Limit(format!(
+            "the query needs more memory than the limit of {} MiB (serve.query_memory_mb) and was stopped: {detail}",
+            self.memory_bytes / (1024 * 1024),
+        ))
+    }
+}
+
+/// A query's result, one batch at a time, within its limits.
+pub type Batches = Pin<Box<dyn Stream<Item = Result<RecordBatch>> + Send>>;
+
+/// Plans and starts `sql`; the stream ends with an error when a limit is hit.
+pub async fn start(catalog: &Catalog, sql: &str) -> Result<(arrow::datatypes::SchemaRef, Batches)> {
+    let sql = crate::guard::check(sql)?;
+    let limits = catalog.limits();
+    let deadline = Instant::now() + limits.timeout;
+    let ctx = catalog.context().clone();
+    let planned = tokio::time::timeout_at(deadline, async move {
+        // defence in depth behind the guard: no DDL, DML or SET on the shared session
+        let options = datafusion::execution::context::SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let df = ctx.sql_with_options(sql, options).await?;
+        df.execute_stream().await
+    })
+    .await
+    .map_err(|_| limits.time_error())?
+    .map_err(|e| limits.error(e))?;
+    let schema = planned.schema();
+    Ok((schema, limited(planned, limits, deadline)))
+}
+
+/// `stream` ending with an error at `deadline` or past `limits.max_rows` rows.
+pub fn limited(stream: SendableRecordBatchStream, limits: Limits, deadline: Instant) -> Batches {
+    struct State {
+        stream: SendableRecordBatchStream,
+        rows: u64,
+        done: bool,
+    }
+    let state = State {
+        stream,
+        rows: 0,
+        done: false,
+    };
+    Box::pin(futures::stream::unfold(state, move |mut s| async move {
+        if s.done {
+            return None;
+        }
+        let next = match tokio::time::timeout_at(deadline, s.stream.next()).await {
+            Err(_) => Some(Err(limits.time_error())),
+            Ok(None) => None,
+            Ok(Some(Err(e))) => Some(Err(limits.error(e))),
+            Ok(Some(Ok(b))) => {
+                s.rows += b.num_rows() as u64;
+                if s.rows > limits.max_rows {
+                    Some(Err(limits.rows_error()))
+                } else {
+                    Some(Ok(b))
+                }
+            }
+        };
+        match next {
+            Some(Err(e)) => {
+                s.done = true;
+                Some((Err(e), s))
+            }
+            Some(ok) => Some((ok, s)),
+            None => None,
+        }
+    }))
+}
+
+/// Runs `sql` and collects its result.
+pub async fn collect(catalog: &Catalog, sql: &str) -> Result<Vec<RecordBatch>> {
+    let (_, mut stream) = start(catalog, sql).await?;
+    let mut out = Vec::new();
+    while let Some(b) = stream.next().await {
+        out.push(b?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fjord_core::config::Config;
+
+    fn catalog(f: impl FnOnce(&mut ServeConfig)) -> (tempfile::TempDir, Catalog) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = Config::default();
+        cfg.lake.url = Some(format!("file://{}", dir.path().display()));
+        f(&mut cfg.serve);
+        let c = Catalog::open(&cfg, crate::speed::Speed::new()).unwrap();
+        (dir, c)
+    }
+
+    #[tokio::test]
+    async fn each_limit_ends_only_its_query_and_names_itself() {
+        let (_d, c) = catalog(|s| {
+            s.max_result_rows = 1_000;
+            s.query_memory_mb = 16;
+            s.query_timeout = fjord_core::duration::Duration::from_secs(2);
+        });
+        let rows = collect(&c, "SELECT * FROM generate_series(1, 100000)").await;
+        let e = rows.unwrap_err().to_string();
+        assert!(
+            e.contains("row limit of 1000 rows (serve.max_result_rows)"),
+            "{e}"
+        );
+
+        let sort = "SELECT v, repeat('x', 64) AS pad FROM generate_series(1, 2000000) t(v) ORDER BY v DESC LIMIT 5000000";
+        let e = collect(&c, &format!("SELECT count(*) FROM ({sort})"))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("memory than the limit of 16 MiB (serve.query_memory_mb)"),
+            "{e}"
+        );
+
+        let slow = "SELECT max(a.value + b.value) FROM generate_series(1, 200000) a CROSS JOIN generate_series(1, 200000) b";
+        let e = collect(&c, slow).await.unwrap_err().to_string();
+        assert!(e.contains("time limit of 2s (serve.query_timeout)"), "{e}");
+
+        // the session still serves
+        let ok = collect(&c, "SELECT count(*) AS n FROM generate_series(1, 10)")
+            .await
+            .unwrap();
+        assert_eq!(ok[0].num_rows(), 1);
+    }
+
+    #[tokio::test]
+    async fn every_table_of_the_spec_is_there_and_empty_on_an_empty_lake() {
+        let (_d, c) = catalog(|_| {});
+        for t in [
+            "readings",
+            "alerts",
+            "quarantine",
+            "occupancy_1m",
+            "occupancy_10m",
+            "occupancy_live",
+            "spaces_live",
+            "lots",
+        ] {
+            let b = collect(&c, &format!("SELECT * FROM {t}")).await.unwrap();
+            let n: usize = b.iter().map(RecordBatch::num_rows).sum();
+            assert_eq!(n, 0, "{t}");
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! The Postgres wire protocol (SPEC §7) over the shared catalog, with `datafusion-postgres`
+//! (simple and extended query protocol, `pg_catalog` for `psql`'s `\d` and `\dt`, Grafana, DBeaver).
+//!
+//! fjord adds what a shared, read-only server needs:
+//! * cleartext password authentication: user `fjord`, password the token (use TLS in front of it
+//!   beyond loopback);
+//! * [`ReadOnly`], a hook that runs first and refuses every statement but queries, `EXPLAIN`,
+//!   `PREPARE` of a query / `EXECUTE` / `DEALLOCATE`, `SHOW`, transaction control and the `SET`s of
+//!   client settings that drivers send (never a DataFusion setting: the session is shared);
+//! * the time and row limits, applied to the row stream of every result, and the memory limit's
+//!   error named — each ends only that query.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::common::ParamValues;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::sqlparser::ast::{Set, Statement};
+use datafusion_postgres::hooks::HookClient;
+use datafusion_postgres::hooks::set_show::SetShowHook;
+use datafusion_postgres::hooks::transactions::TransactionStatementHook;
+use datafusion_postgres::pgwire;
+use datafusion_postgres::{DfSessionService, QueryHook};
+use futures::{Sink, StreamExt};
+use pgwire::api::auth::cleartext::CleartextPasswordAuthStartupHandler;
+use pgwire::api::auth::{AuthSource, DefaultServerParameterProvider, LoginInfo, Password};
+use pgwire::api::portal::Portal;
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{QueryResponse, Response};
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+use tokio::time::Instant;
+
+use crate::auth::{Credentials, USER};
+use crate::catalog::Catalog;
+use crate::exec::Limits;
+use crate::metrics::{QueryMetrics, outcome};
+use crate::{Error, Result};
+
+/// Client settings a driver may `SET` (kept per connection by `datafusion-postgres`).
+const CLIENT_SETTINGS: [&str; 9] = [
+    "statement_timeout",
+    "datestyle",
+    "bytea_output",
+    "intervalstyle",
+    "application_name",
+    "extra_float_digits",
+    "search_path",
+    "client_encoding",
+    "client_min_messages",
+];
+
+fn pg_error(code: &str, message: String) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".into(),
+        code.into(),
+        message,
+    )))
+}
+
+/// The SQLSTATE and message of a fjord error.
+fn to_pg(e: &Error) -> PgWireError {
+    let code = match e {
+        Error::Refused(_) => "42501", // insufficient_privilege
+        Error::Limit(m) if m.contains("memory") => "53200", // out_of_memory
+        Error::Limit(m) if m.contains("time limit") => "57014", // query_canceled
+        Error::Limit(_) => "54000",   // program_limit_exceeded
+        _ => "XX000",
+    };
+    pg_error(code, e.to_string())
+}
+
+/// Refuses every statement that is not read-only (runs before the other hooks).
+#[derive(Debug)]
+pub struct ReadOnly;
+
+impl ReadOnly {
+    /// `Ok` when `statement` may run on the Postgres interface.
+    pub fn check(statement: &Statement) -> Result<()> {
+        let ok = match statement {
+            Statement::Query(_)
+            | Statement::ShowVariable { .. }
+            | Statement::ShowStatus { .. }
+            | Statement::ShowCatalogs { .. }
+            | Statement::ShowTables { .. }
+            | Statement::ShowColumns { .. }
+            | Statement::StartTransaction { .. }
+            | Statement::Commit { .. }
+            | Statement::Rollback { .. } => true,
+            Statement::Explain { statement, .. } | Statement::Prepare { statement, .. } => {
+                matches!(statement.as_ref(), Statement::Query(_))
+            }
+            Statement::Execute { .. } | Statement::Deallocate { .. } => true,
+            Statement::Set(Set::SetTimeZone { .. }) => true,
+            Statement::Set(Set::SingleAssignment { variable, .. }) => {
+                let name = variable.to_string().to_lowercase();
+                if !CLIENT_SETTINGS.contains(&name.as_str()) {
+                    return Err(Error::Refused(format!(
+                        "SET {name} is not allowed: only client settings ({}) may be set",
+                        CLIENT_SETTINGS.join(", ")
+                    )));
+                }
+                true
+            }
+            _ => false,
+        };
+        if ok {
+            return Ok(());
+        }
+        crate::guard::check_statement(statement)
+    }
+}
+
+#[async_trait]
+impl QueryHook for ReadOnly {
+    async fn handle_simple_query(
+        &self,
+        statement: &Statement,
+        _ctx: &SessionContext,
+        _client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        Self::check(statement).err().map(|e| Err(to_pg(&e)))
+    }
+
+    async fn handle_extended_parse_query(
+        &self,
+        statement: &Statement,
+        _ctx: &SessionContext,
+        _client: &(dyn ClientInfo + Send + Sync),
+    ) -> Option<PgWireResult<LogicalPlan>> {
+        Self::check(statement).err().map(|e| Err(to_pg(&e)))
+    }
+
+    async fn handle_extended_query(
+        &self,
+        _statement: &Statement,
+        _plan: &LogicalPlan,
+        _params: &ParamValues,
+        _ctx: &SessionContext,
+        _client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        None
+    }
+}
+
+/// User `fjord` with the token as password.
+#[derive(Debug)]
+struct TokenAuth(Credentials);
+
+#[async_trait]
+impl AuthSource for TokenAuth {
+    async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
+        match login.user() {
+            Some(USER) => Ok(Password::new(None, self.0.token().as_bytes().to_vec())),
+            other => Err(PgWireError::InvalidPassword(
+                other.unwrap_or_default().to_owned(),
+            )),
+        }
+    }
+}
+
+/// The query handlers: `datafusion-postgres`'s, with the limits on every result.
+struct Handlers {
+    inner: Arc<DfSessionService>,
+    limits: Limits,
+    metrics: QueryMetrics,
+    startup: Arc<CleartextPasswordAuthStartupHandler<TokenAuth, DefaultServerParameterProvider>>,
+}
+
+impl Handlers {
+    /// `response` with its rows cut at the deadline and the row limit.
+    fn limited(&self, response: Response, deadline: Instant, started: Instant) -> Response {
+        let Response::Query(q) = response else {
+            self.metrics
+                .observe("pg", "ok", started.elapsed().as_secs_f64());
+            return response;
+        };
+        let limits = self.limits;
+        let metrics = self.metrics.clone();
+        let tag = q.command_tag().to_owned();
+        let schema = q.row_schema.clone();
+        let rows =
+            futures::stream::unfold((q.data_rows, 0u64, false), move |(mut rows, n, done)| {
+                let metrics = metrics.clone();
+                async move {
+                    if done {
+                        return None;
+                    }
+                    let failed = |e: Error| {
+                        metrics.observe("pg", outcome(Some(&e)), started.elapsed().as_secs_f64());
+                        Some((Err(to_pg(&e)), (rows_placeholder(), n, true)))
+                    };
+                    match tokio::time::timeout_at(deadline, rows.next()).await {
+                        Err(_) => failed(limits.time_error()),
+                        Ok(None) => {
+                            metrics.observe("pg", "ok", started.elapsed().as_secs_f64());
+                            None
+                        }
+                        Ok(Some(Err(e))) => failed(limits.error_text(&e.to_string())),
+                        Ok(Some(Ok(row))) if n >= limits.max_rows => {
+                            drop(row);
+                            failed(limits.rows_error())
+                        }
+                        Ok(Some(Ok(row))) => Some((Ok(row), (rows, n + 1, false))),
+                    }
+                }
+            });
+        let mut out = QueryResponse::new(schema, rows);
+        out.set_command_tag(&tag);
+        Response::Query(out)
+    }
+}
+
+/// An empty row stream, left behind once a result has failed.
+fn rows_placeholder() -> pgwire::api::results::SendableRowStream {
+    Box::pin(futures::stream::empty())
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Handlers {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let started = Instant::now();
+        let deadline = started + self.limits.timeout;
+        let responses = match tokio::time::timeout_at(
+            deadline,
+            SimpleQueryHandler::do_query(self.inner.as_ref(), client, query),
+        )
+        .await
+        {
+            Err(_) => Err(to_pg(&self.limits.time_error())),
+            Ok(r) => r,
+        }
+        .inspect_err(|_| {
+            self.metrics
+                .observe("pg", "error", started.elapsed().as_secs_f64())
+        })?;
+        Ok(responses
+            .into_iter()
+            .map(|r| self.limited(r, deadline, started))
+            .collect())
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Handlers {
+    type Statement = <DfSessionService as ExtendedQueryHandler>::Statement;
+    type QueryParser = <DfSessionService as ExtendedQueryHandler>::QueryParser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        self.inner.query_parser()
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Self::Statement>,
+        max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let started = Instant::now();
+        let deadline = started + self.limits.timeout;
+        let response = match tokio::time::timeout_at(
+            deadline,
+            ExtendedQueryHandler::do_query(self.inner.as_ref(), client, portal, max_rows),
+        )
+        .await
+        {
+            Err(_) => Err(to_pg(&self.limits.time_error())),
+            Ok(r) => r,
+        }
+        .inspect_err(|_| {
+            self.metrics
+                .observe("pg", "error", started.elapsed().as_secs_f64())
+        })?;
+        Ok(self.limited(response, deadline, started))
+    }
+}
+
+/// The handler set of one server.
+struct Factory(Arc<Handlers>);
+
+impl PgWireServerHandlers for Factory {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.0.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.0.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
+        self.0.startup.clone()
+    }
+}
+
+/// Serves the Postgres wire protocol on `listener` until `shutdown` turns true.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    catalog: Catalog,
+    credentials: Credentials,
+    metrics: QueryMetrics,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<()> {
+    let ctx = Arc::new(catalog.context().clone());
+    let hooks: Vec<Arc<dyn QueryHook>> = vec![
+        Arc::new(ReadOnly),
+        Arc::new(SetShowHook),
+        Arc::new(TransactionStatementHook),
+    ];
+    let handlers = Arc::new(Handlers {
+        inner: Arc::new(DfSessionService::new_with_hooks(ctx, hooks)),
+        limits: catalog.limits(),
+        metrics,
+        startup: Arc::new(CleartextPasswordAuthStartupHandler::new(
+            TokenAuth(credentials),
+            DefaultServerParameterProvider::default(),
+        )),
+    });
+    let factory = Arc::new(Factory(handlers));
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.wait_for(|s| *s) => return Ok(()),
+        };
+        let (socket, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "postgres wire: accept failed");
+                continue;
+            }
+        };
+        let factory = factory.clone();
+        tokio::spawn(async move {
+            if let Err(e) = pgwire::tokio::process_socket(socket, None, factory).await {
+                tracing::debug!(%peer, error = %e, "postgres connection ended with an error");
+            }
+        });
+    }
+}
