@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what fjord's tests need, skipping what is already there (a second run takes seconds):
 #   * Debian packages: mosquitto (MQTT broker for tests), postgresql-client (psql, the real client of
-#     the Postgres wire tests) and the C build prerequisites of librdkafka;
+#     the Postgres wire tests), chromium and nodejs/npm (the dashboard's browser test) and the C build
+#     prerequisites of librdkafka;
+#   * playwright-core from npm into ~/.cache/fjord-ci/node (drives chromium);
 #   * tansu, a Kafka-protocol broker, and s3s-fs, an S3-compatible server, built with cargo into
 #     ~/.cache/fjord-ci/tools;
 #   * a Python venv (~/.cache/fjord-ci/venv) with deltalake, pyarrow and duckdb, the independent
@@ -24,6 +26,9 @@ for pkg in mosquitto pkg-config zlib1g-dev libssl-dev build-essential; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 command -v psql >/dev/null || missing+=(postgresql-client)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test-deps: installing ${missing[*]} with apt"
   sudo_if_needed apt-get update -qq
@@ -44,6 +49,18 @@ if [ -x "$TOOLS/bin/s3s-fs" ] && "$TOOLS/bin/s3s-fs" --version 2>/dev/null | gre
 else
   echo "test-deps: building s3s-fs $S3S_FS_VERSION into $TOOLS"
   cargo install s3s-fs --version "$S3S_FS_VERSION" --locked --features binary --root "$TOOLS"
+fi
+
+# --- playwright-core (drives Debian's chromium in the dashboard test) ---------------------------
+NODE_DIR="${FJORD_NODE_DIR:-$HOME/.cache/fjord-ci/node}"
+PLAYWRIGHT_VERSION="1.65.1"
+if [ -f "$NODE_DIR/node_modules/playwright-core/package.json" ] &&
+   grep -q "\"version\": \"$PLAYWRIGHT_VERSION\"" "$NODE_DIR/node_modules/playwright-core/package.json"; then
+  :
+else
+  echo "test-deps: installing playwright-core $PLAYWRIGHT_VERSION into $NODE_DIR"
+  mkdir -p "$NODE_DIR"
+  (cd "$NODE_DIR" && npm install --no-audit --no-fund --silent "playwright-core@$PLAYWRIGHT_VERSION")
 fi
 
 # --- Python: an independent Delta/Parquet reader (deltalake, pyarrow, duckdb) ------------------

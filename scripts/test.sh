@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/test-deps.sh
 export FJORD_TANSU="${FJORD_TANSU:-${FJORD_TOOLS_DIR:-$HOME/.cache/fjord-ci/tools}/bin/tansu}"
+export FJORD_NODE_MODULES="${FJORD_NODE_MODULES:-${FJORD_NODE_DIR:-$HOME/.cache/fjord-ci/node}/node_modules}"
 cargo test --workspace --locked "$@"

@@ -83,19 +83,16 @@ pub async fn start(
     let pg = pg_listener
         .local_addr()
         .map_err(|e| Error::Serve(e.to_string()))?;
-    let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(crate::http::serve(
-        http_listener,
-        router,
-        shutdown.clone(),
-    )));
-    tasks.push(tokio::spawn(crate::pg::serve(
-        pg_listener,
-        catalog,
-        credentials,
-        metrics,
-        shutdown,
-    )));
+    let tasks = vec![
+        tokio::spawn(crate::http::serve(http_listener, router, shutdown.clone())),
+        tokio::spawn(crate::pg::serve(
+            pg_listener,
+            catalog,
+            credentials,
+            metrics,
+            shutdown,
+        )),
+    ];
     tracing::info!(%http, %pg, "query server listening");
     Ok(Server {
         http,

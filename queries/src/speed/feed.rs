@@ -92,18 +92,17 @@ fn run(consumer: &BaseConsumer<QuietEof>, d: &Decoders, speed: &Speed, stop: &At
         match consumer.poll(Duration::from_millis(100)) {
             None => {}
             Some(Ok(m)) => apply(d, speed, &m),
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                if !pending.is_empty() {
-                    pending.retain(|(_, q)| *q != p || !eof_of(consumer, p));
-                    if pending.is_empty() {
-                        info!(
-                            windows = speed.read(|s| s.window_count()),
-                            "speed layer caught up"
-                        );
-                        speed.set_ready();
-                    }
+            Some(Err(KafkaError::PartitionEOF(p))) if !pending.is_empty() => {
+                pending.retain(|(_, q)| *q != p || !eof_of(consumer, p));
+                if pending.is_empty() {
+                    info!(
+                        windows = speed.read(|s| s.window_count()),
+                        "speed layer caught up"
+                    );
+                    speed.set_ready();
                 }
             }
+            Some(Err(KafkaError::PartitionEOF(_))) => {}
             Some(Err(e)) => warn!(error = %e, "speed layer: kafka error"),
         }
     }
