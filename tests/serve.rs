@@ -133,6 +133,18 @@ impl Api {
             .unwrap()
     }
 
+    async fn get_json(&self, path: &str) -> Vec<serde_json::Value> {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        r.json().await.unwrap()
+    }
+
     async fn json(&self, sql: &str) -> Vec<serde_json::Value> {
         let r = self.sql_as(sql, "application/json", TOKEN).await;
         let status = r.status();
@@ -346,29 +358,11 @@ async fn serve_merges_layers_and_answers_http_and_psql_within_limits() {
         twin,
         vec![serde_json::json!({"occupied": true, "battery": 12})]
     );
-    let lots: Vec<serde_json::Value> = api
-        .client
-        .get(format!("{}/api/lots", api.base))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let lots = api.get_json("/api/lots").await;
     assert_eq!(lots[0]["lot_id"], "L1");
     assert_eq!(lots[0]["name"], "Harbour");
     assert_eq!(lots[0]["occupied"], 3);
-    let firing: Vec<serde_json::Value> = api
-        .client
-        .get(format!("{}/api/alerts?status=firing", api.base))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let firing = api.get_json("/api/alerts?status=firing").await;
     assert_eq!(firing.len(), 1);
     assert_eq!(firing[0]["key"], "lot_full/L1");
 

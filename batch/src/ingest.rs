@@ -15,14 +15,12 @@ use deltalake::DeltaTable;
 use deltalake::kernel::Transaction;
 use fjord_core::config::Config;
 use fjord_core::decode::DecodeOptions;
-use fjord_core::decode::record::{ReadingsTopics, RecordHeaders, decode_record};
-use fjord_core::kafka::{
-    HEADER_CONTENT_TYPE, HEADER_MQTT_TOPIC, HEADER_RECEIVED_AT, QuietEof, Topics, client_config,
-};
+use fjord_core::decode::record::{ReadingsTopics, decode_record};
+use fjord_core::kafka::{QuietEof, Topics, client_config};
 use fjord_core::time::{now_ms, parse_rfc3339};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::commit::{self, Appended};
@@ -517,18 +515,7 @@ impl Decode for Decoder {
     }
 
     fn decode(&self, m: &BorrowedMessage<'_>, chunk: &mut Chunk) {
-        let mut headers = RecordHeaders::default();
-        if let Some(hs) = m.headers() {
-            for h in hs.iter() {
-                let text = h.value.and_then(|v| std::str::from_utf8(v).ok());
-                match h.key {
-                    HEADER_MQTT_TOPIC => headers.mqtt_topic = text,
-                    HEADER_RECEIVED_AT => headers.received_at = text,
-                    HEADER_CONTENT_TYPE => headers.content_type = text,
-                    _ => {}
-                }
-            }
-        }
+        let headers = fjord_core::kafka::record_headers(m.headers());
         let payload = m.payload().unwrap_or_default();
         let origin = Origin {
             mqtt_topic: headers.mqtt_topic.map(str::to_owned),

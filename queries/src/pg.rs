@@ -172,6 +172,24 @@ struct Handlers {
 }
 
 impl Handlers {
+    /// `run` (planning and starting a statement) within the deadline; failures counted.
+    async fn planned<T>(
+        &self,
+        run: impl std::future::Future<Output = PgWireResult<T>>,
+        started: Instant,
+        deadline: Instant,
+    ) -> PgWireResult<T> {
+        let result = match tokio::time::timeout_at(deadline, run).await {
+            Err(_) => Err(to_pg(&self.limits.time_error())),
+            Ok(r) => r,
+        };
+        if result.is_err() {
+            self.metrics
+                .observe("pg", "error", started.elapsed().as_secs_f64());
+        }
+        result
+    }
+
     /// `response` with its rows cut at the deadline and the row limit.
     fn limited(&self, response: Response, deadline: Instant, started: Instant) -> Response {
         let Response::Query(q) = response else {
@@ -231,19 +249,8 @@ impl SimpleQueryHandler for Handlers {
     {
         let started = Instant::now();
         let deadline = started + self.limits.timeout;
-        let responses = match tokio::time::timeout_at(
-            deadline,
-            SimpleQueryHandler::do_query(self.inner.as_ref(), client, query),
-        )
-        .await
-        {
-            Err(_) => Err(to_pg(&self.limits.time_error())),
-            Ok(r) => r,
-        }
-        .inspect_err(|_| {
-            self.metrics
-                .observe("pg", "error", started.elapsed().as_secs_f64())
-        })?;
+        let run = SimpleQueryHandler::do_query(self.inner.as_ref(), client, query);
+        let responses = self.planned(run, started, deadline).await?;
         Ok(responses
             .into_iter()
             .map(|r| self.limited(r, deadline, started))
@@ -274,19 +281,8 @@ impl ExtendedQueryHandler for Handlers {
     {
         let started = Instant::now();
         let deadline = started + self.limits.timeout;
-        let response = match tokio::time::timeout_at(
-            deadline,
-            ExtendedQueryHandler::do_query(self.inner.as_ref(), client, portal, max_rows),
-        )
-        .await
-        {
-            Err(_) => Err(to_pg(&self.limits.time_error())),
-            Ok(r) => r,
-        }
-        .inspect_err(|_| {
-            self.metrics
-                .observe("pg", "error", started.elapsed().as_secs_f64())
-        })?;
+        let run = ExtendedQueryHandler::do_query(self.inner.as_ref(), client, portal, max_rows);
+        let response = self.planned(run, started, deadline).await?;
         Ok(self.limited(response, deadline, started))
     }
 }

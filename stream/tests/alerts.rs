@@ -442,11 +442,19 @@ async fn a_dead_endpoint_holds_back_no_other_webhook() {
     let got = live
         .wait_for(Duration::from_secs(60), |r| r.len() >= sent.len())
         .await;
-    let retried = delivery
-        .metrics
-        .deliveries
-        .with_label_values(&["dead", "retried"])
-        .get();
+    // the dead webhook's consumer may join its group after the live one finished: await its retries
+    let dead_retries = || {
+        delivery
+            .metrics
+            .deliveries
+            .with_label_values(&["dead", "retried"])
+            .get()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while dead_retries() == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let retried = dead_retries();
     let summaries = delivery.stop().await;
     assert_eq!(
         ids_per_key(&got),

@@ -12,16 +12,14 @@ use std::time::Duration;
 
 use fjord_core::config::Config;
 use fjord_core::decode::DecodeOptions;
-use fjord_core::decode::record::{ReadingsTopics, RecordHeaders, decode_record};
-use fjord_core::kafka::{
-    HEADER_CONTENT_TYPE, HEADER_MQTT_TOPIC, HEADER_RECEIVED_AT, QuietEof, Topics, client_config,
-};
+use fjord_core::decode::record::{ReadingsTopics, decode_record};
+use fjord_core::kafka::{QuietEof, Topics, client_config, record_headers};
 use fjord_core::model::{Alert, LiveRow, OccupancyWindow};
 use rdkafka::Offset;
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::message::{BorrowedMessage, Message};
 use tracing::{info, warn};
 
 use super::Speed;
@@ -176,18 +174,7 @@ fn apply(d: &Decoders, speed: &Speed, m: &BorrowedMessage<'_>) {
             speed.write(|s| s.set_alert(a));
         }
     } else if topic == d.topics.readings {
-        let mut headers = RecordHeaders::default();
-        if let Some(hs) = m.headers() {
-            for h in hs.iter() {
-                let text = h.value.and_then(|v| std::str::from_utf8(v).ok());
-                match h.key {
-                    HEADER_MQTT_TOPIC => headers.mqtt_topic = text,
-                    HEADER_RECEIVED_AT => headers.received_at = text,
-                    HEADER_CONTENT_TYPE => headers.content_type = text,
-                    _ => {}
-                }
-            }
-        }
+        let headers = record_headers(m.headers());
         if let Ok(r) = decode_record(&d.readings, &headers, payload, &d.opts) {
             speed.write(|s| {
                 s.observe(
