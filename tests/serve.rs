@@ -461,13 +461,15 @@ async fn serve_merges_layers_and_answers_http_and_psql_within_limits() {
             (status, r.text().await.unwrap())
         })
     };
+    // give the slow request time to reach the server; the quick one is then sent while it runs
+    // (its 4 s limit has not passed) and must succeed on its own connection
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let quick = api.json("SELECT count(*) AS n FROM lots").await;
-    assert_eq!(quick[0]["n"], 1);
     assert!(
         !slow.is_finished(),
         "the slow query should still be running"
     );
+    let quick = api.json("SELECT count(*) AS n FROM lots").await;
+    assert_eq!(quick[0]["n"], 1);
     let (status, body) = slow.await.unwrap();
     assert_eq!(status, 422, "{body}");
     assert!(
