@@ -405,6 +405,13 @@ async fn serve_merges_layers_and_answers_http_and_psql_within_limits() {
         "readings deduplicated on (space_id, ts)"
     );
 
+    // a result larger than the first chunk (256 KiB) is streamed whole
+    let big = api
+        .json("SELECT v, repeat('x', 200) AS pad FROM generate_series(1, 1900) t(v)")
+        .await;
+    assert_eq!(big.len(), 1900);
+    assert_eq!(big[1899]["v"], 1900);
+
     // --- credentials
     assert_eq!(
         api.sql_as("SELECT 1", "application/json", "wrong")
@@ -606,5 +613,74 @@ async fn serve_merges_layers_and_answers_http_and_psql_within_limits() {
         "{metrics}"
     );
 
+    server.signal("TERM").unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_kafka_serve_answers_from_the_lake_and_is_not_ready() {
+    let dir = temp_dir();
+    let (http_port, pg_port) = (free_port(), free_port());
+    let config = dir.path().join("fjord.toml");
+    // nothing listens on the Kafka port: the speed layer cannot start
+    std::fs::write(
+        &config,
+        format!(
+            "[log]\nlevel = \"warn\"\n\n[kafka]\nbrokers = \"127.0.0.1:{}\"\n\n\
+             [lake]\nurl = \"file://{}/lake\"\n\n\
+             [serve]\nhttp_listen = \"127.0.0.1:{http_port}\"\npg_listen = \"127.0.0.1:{pg_port}\"\n\n\
+             [auth]\ntoken = \"{TOKEN}\"\n",
+            free_port(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("r.jsonl");
+    write_jsonl(&data, &readings(0, 5 * MIN, 0));
+    ok(fjord(&config, &["batch", "import", data.to_str().unwrap()]));
+
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fjord"));
+    cmd.arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .env_remove("FJORD_CONFIG");
+    let mut server =
+        ServerProcess::spawn("fjord serve", cmd, &dir.path().join("serve.log")).unwrap();
+    let api = Api {
+        base: format!("http://127.0.0.1:{http_port}"),
+        client: reqwest::Client::new(),
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !api
+        .client
+        .get(format!("{}/healthz", api.base))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        server.check_running().unwrap();
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not up: {}",
+            server.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ready = api
+        .client
+        .get(format!("{}/readyz", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503, "the speed layer has not read Kafka");
+    let n = api.json("SELECT count(*) AS n FROM readings").await;
+    let distinct = readings(0, 5 * MIN, 0)
+        .iter()
+        .map(|r| (r.space_id.clone(), r.ts))
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    assert_eq!(n[0]["n"], distinct, "the lake is served without Kafka");
+    let live = api.json("SELECT count(*) AS n FROM occupancy_live").await;
+    assert_eq!(live[0]["n"], 0);
+    server.check_running().unwrap();
     server.signal("TERM").unwrap();
 }

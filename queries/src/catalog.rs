@@ -129,9 +129,3 @@ pub async fn query(cfg: &Config, sql: &str) -> Result<Vec<RecordBatch>> {
     let catalog = Catalog::open(cfg, Speed::new())?;
     crate::exec::collect(&catalog, sql).await
 }
-
-impl From<Error> for datafusion::error::DataFusionError {
-    fn from(e: Error) -> Self {
-        datafusion::error::DataFusionError::External(Box::new(e))
-    }
-}

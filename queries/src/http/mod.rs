@@ -181,31 +181,26 @@ async fn run(api: &Api, text: &str, wire: Wire) -> Response {
                 .observe("http", "ok", started.elapsed().as_secs_f64());
             respond(wire, &columns, Body::from(bytes))
         }
-        Ok(Prepared::Streaming(columns, first, mut rest)) => {
+        Ok(Prepared::Streaming(columns, first, rest)) => {
+            // the rest of the result as it comes; the query's outcome is counted when it ends
             let metrics = api.metrics.clone();
-            let tail = async_stream(move |tx| async move {
-                let mut failed = None;
-                while let Some(chunk) = rest.next().await {
-                    match chunk {
-                        Ok(b) => {
-                            if tx.send(Ok(b)).await.is_err() {
-                                return;
-                            }
+            let tail = futures::stream::unfold(Some(rest), move |state| {
+                let metrics = metrics.clone();
+                async move {
+                    let mut rest = state?;
+                    let elapsed = || started.elapsed().as_secs_f64();
+                    match rest.next().await {
+                        Some(Ok(b)) => Some((Ok(b), Some(rest))),
+                        Some(Err(e)) => {
+                            metrics.observe("http", outcome(Some(&e)), elapsed());
+                            tracing::warn!(error = %e, "query failed after its result started; body cut short");
+                            Some((Err(std::io::Error::other(e.to_string())), None))
                         }
-                        Err(e) => {
-                            failed = Some(e);
-                            break;
+                        None => {
+                            metrics.observe("http", "ok", elapsed());
+                            None
                         }
                     }
-                }
-                metrics.observe(
-                    "http",
-                    outcome(failed.as_ref()),
-                    started.elapsed().as_secs_f64(),
-                );
-                if let Some(e) = failed {
-                    tracing::warn!(error = %e, "query failed after its result started; body cut short");
-                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
                 }
             });
             let body =
@@ -276,19 +271,6 @@ async fn prepare(catalog: &Catalog, text: &str, wire: Wire) -> Result<Prepared> 
         },
     );
     Ok(Prepared::Streaming(columns, buf, Box::pin(rest)))
-}
-
-/// A stream fed by a task through a small channel.
-fn async_stream<F, Fut>(
-    f: F,
-) -> impl futures::Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send
-where
-    F: FnOnce(tokio::sync::mpsc::Sender<std::result::Result<Bytes, std::io::Error>>) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
-    tokio::spawn(f(tx));
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 async fn lots(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
