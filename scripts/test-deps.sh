@@ -7,7 +7,7 @@
 #   * tansu, a Kafka-protocol broker, and s3s-fs, an S3-compatible server, built with cargo into
 #     ~/.cache/fjord-ci/tools;
 #   * a Python venv (~/.cache/fjord-ci/venv) with deltalake, pyarrow and duckdb, the independent
-#     readers of the lake in the tests.
+#     readers of the lake in the tests, and adbc-driver-flightsql, the Flight SQL client.
 # Works on a machine with only the Rust toolchain, Python 3 and apt. Needs root (or sudo) for apt.
 set -euo pipefail
 
@@ -63,17 +63,17 @@ else
   (cd "$NODE_DIR" && npm install --no-audit --no-fund --silent "playwright-core@$PLAYWRIGHT_VERSION")
 fi
 
-# --- Python: an independent Delta/Parquet reader (deltalake, pyarrow, duckdb) ------------------
+# --- Python: independent Delta/Parquet readers (deltalake, pyarrow, duckdb), ADBC Flight SQL ----
 VENV="${FJORD_VENV:-$HOME/.cache/fjord-ci/venv}"
-if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import deltalake, pyarrow, duckdb" 2>/dev/null; then
+if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import deltalake, pyarrow, duckdb, adbc_driver_flightsql.dbapi" 2>/dev/null; then
   :
 else
-  echo "test-deps: installing deltalake, pyarrow and duckdb into $VENV"
+  echo "test-deps: installing deltalake, pyarrow, duckdb and adbc-driver-flightsql into $VENV"
   python3 -m venv "$VENV" 2>/dev/null || {
     sudo_if_needed apt-get update -qq
     sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
     python3 -m venv "$VENV"
   }
-  "$VENV/bin/pip" install -q deltalake pyarrow duckdb
+  "$VENV/bin/pip" install -q deltalake pyarrow duckdb adbc-driver-manager adbc-driver-flightsql
 fi
 echo "test-deps: ok (mosquitto: $(command -v mosquitto || echo /usr/sbin/mosquitto), tansu: $TOOLS/bin/tansu)"

@@ -287,7 +287,7 @@ pub fn sql(path: Option<&Path>, args: &crate::cli::SqlArgs) -> anyhow::Result<Ex
     }
 }
 
-/// `fjord serve`: the query server (HTTP API and dashboard, Postgres wire) until SIGINT/SIGTERM.
+/// `fjord serve`: the query server (HTTP API and dashboard, Postgres wire, Flight SQL) until SIGINT/SIGTERM.
 pub fn serve(path: Option<&Path>) -> anyhow::Result<ExitCode> {
     let Some(config) = load(path) else {
         return Ok(ExitCode::FAILURE);
@@ -317,6 +317,11 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<ExitCode> {
             "postgres      PGPASSWORD={token} psql -h {} -p {} -U {} fjord",
             server.pg.ip(),
             server.pg.port(),
+            fjord_queries::auth::USER
+        );
+        println!(
+            "flight sql    grpc://{} (user {}, password {token}, or header 'authorization: Bearer {token}')",
+            server.flight,
             fjord_queries::auth::USER
         );
         for task in server.tasks {

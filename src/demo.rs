@@ -40,9 +40,8 @@ struct Endpoints {
     kafka: KafkaEndpoint,
     http: HttpEndpoint,
     postgres: PgEndpoint,
+    flight_sql: FlightEndpoint,
     lake: LakeEndpoint,
-    /// Components accepted on the command line that are not built yet (no endpoint to give).
-    not_built_yet: Vec<&'static str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -86,8 +85,15 @@ struct PgEndpoint {
     psql: String,
 }
 
-/// Components of the demo that later issues add; each is named at start-up until it lands.
-const NOT_BUILT: [&str; 1] = ["Arrow Flight SQL"];
+#[derive(Debug, Serialize)]
+struct FlightEndpoint {
+    uri: String,
+    user: String,
+    password: String,
+    /// The same credentials as a header, for clients that take one.
+    authorization: String,
+    python: String,
+}
 
 /// The simulator's pace in the demo: a lively but readable stream.
 const DEMO_RATE: f64 = 20.0;
@@ -180,9 +186,10 @@ pub async fn run(args: DemoArgs, mut config: Config, metrics: Metrics) -> anyhow
         ingest_metrics.clone(),
         metrics.clone(),
     )?;
-    // The query server (SQL API, dashboard, Postgres wire) shares the HTTP port with ingest.
+    // The query server (SQL API, dashboard, Postgres wire, Flight SQL) shares the HTTP port with ingest.
     config.serve.http_listen = http_listen;
     config.serve.pg_listen = SocketAddr::from(([127, 0, 0, 1], args.pg_port));
+    config.serve.flight_listen = SocketAddr::from(([127, 0, 0, 1], args.flight_port));
     let server = fjord_queries::serve::start(
         &config,
         fjord_queries::auth::Credentials::new(token.clone()),
@@ -310,11 +317,21 @@ pub async fn run(args: DemoArgs, mut config: Config, metrics: Metrics) -> anyhow
                 fjord_queries::auth::USER
             ),
         },
+        flight_sql: FlightEndpoint {
+            uri: format!("grpc://{}", server.flight),
+            user: fjord_queries::auth::USER.into(),
+            password: token.clone(),
+            authorization: format!("Bearer {token}"),
+            python: format!(
+                "adbc_driver_flightsql.dbapi.connect('grpc://{}', db_kwargs={{'username': '{}', 'password': '{token}'}})",
+                server.flight,
+                fjord_queries::auth::USER
+            ),
+        },
         lake: LakeEndpoint {
             url: lake_url,
             batch_every: args.batch_every.to_string(),
         },
-        not_built_yet: NOT_BUILT.to_vec(),
     };
     let endpoints_path = args.data_dir.join("endpoints.json");
     write_endpoints(&endpoints_path, &endpoints)?;
@@ -484,6 +501,10 @@ fn print_banner(args: &DemoArgs, e: &Endpoints, endpoints_path: &Path, lots: usi
         e.http.token, e.http.sql
     ));
     out.push_str(&format!("  SQL (psql)    {}\n", e.postgres.psql));
+    out.push_str(&format!(
+        "  Flight SQL    {}  (user {}, password {}; ADBC: {})\n",
+        e.flight_sql.uri, e.flight_sql.user, e.flight_sql.password, e.flight_sql.python
+    ));
     out.push_str(&format!("  Metrics       {}\n", e.http.metrics));
     out.push_str(&format!(
         "  Simulator     {}\n",
@@ -494,18 +515,6 @@ fn print_banner(args: &DemoArgs, e: &Endpoints, endpoints_path: &Path, lots: usi
         }
     ));
     out.push_str(&format!("  Lots          {lots} registered\n\n"));
-    out.push_str("  Not built yet (accepted, but nothing runs for them):\n");
-    for c in &e.not_built_yet {
-        out.push_str(&format!("    - {c}\n"));
-    }
-    let waiting: Vec<String> = [Some(format!("--flight-port {}", args.flight_port))]
-        .into_iter()
-        .flatten()
-        .collect();
-    out.push_str(&format!(
-        "    settings waiting for them: {}\n\n",
-        waiting.join("; ")
-    ));
     if let Some((host, port)) = mqtt_host_port(&e.mqtt.url) {
         let creds = match (&e.mqtt.username, &e.mqtt.password) {
             (Some(u), Some(p)) => format!(" -u {u} -P {p}"),

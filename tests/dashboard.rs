@@ -31,6 +31,7 @@ fn dashboard_shows_live_values_and_runs_a_query_in_chromium() {
         .args(["--mqtt-port", &free_port().to_string()])
         .args(["--http-port", &free_port().to_string()])
         .args(["--pg-port", &free_port().to_string()])
+        .args(["--flight-port", &free_port().to_string()])
         .env_remove("FJORD_CONFIG")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())

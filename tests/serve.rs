@@ -6,8 +6,10 @@
 //! * HTTP answers in JSON, CSV, NDJSON and Arrow IPC; `/api/lots`, `/api/alerts`, the live tables,
 //!   the dashboard and the OpenAPI description;
 //! * `psql` runs a query, `\dt` and a parameterised prepared statement;
-//! * wrong credentials are refused on HTTP and Postgres; DDL/DML are refused; each limit ends only
-//!   its query while another connection's query succeeds.
+//! * a real Flight SQL client (ADBC's driver, from Python) runs a query and a parameterised
+//!   prepared statement and lists the tables;
+//! * wrong credentials are refused on HTTP, Postgres and Flight SQL; DDL/DML are refused; each limit
+//!   ends only its query while another connection's query succeeds.
 
 use std::collections::BTreeMap;
 use std::process::{Command, Output};
@@ -235,7 +237,7 @@ async fn serve_merges_layers_and_answers_http_and_psql_within_limits() {
     let tansu = Tansu::start().expect("tansu");
     let kafka = tansu.kafka_config();
     let dir = temp_dir();
-    let (http_port, pg_port) = (free_port(), free_port());
+    let (http_port, pg_port, flight_port) = (free_port(), free_port(), free_port());
     let config = dir.path().join("fjord.toml");
     std::fs::write(
         &config,
@@ -243,13 +245,12 @@ async fn serve_merges_layers_and_answers_http_and_psql_within_limits() {
             "[log]\nlevel = \"info\"\n\n[kafka]\nbrokers = \"{}\"\ntopic_prefix = \"{}\"\npartitions = 2\n\n\
              [lake]\nurl = \"file://{}/lake\"\n\n\
              [serve]\nhttp_listen = \"127.0.0.1:{http_port}\"\npg_listen = \"127.0.0.1:{pg_port}\"\n\
-             flight_listen = \"127.0.0.1:{}\"\nquery_timeout = \"4s\"\nquery_memory_mb = 32\nmax_result_rows = 2000\n\n\
+             flight_listen = \"127.0.0.1:{flight_port}\"\nquery_timeout = \"4s\"\nquery_memory_mb = 32\nmax_result_rows = 2000\n\n\
              [auth]\ntoken = \"{TOKEN}\"\n\n\
              [[lots]]\nlot_id = \"L1\"\nname = \"Harbour\"\nzone = \"port\"\ncapacity = 4\n",
             kafka.brokers,
             kafka.topic_prefix,
             dir.path().display(),
-            free_port()
         ),
     )
     .unwrap();
@@ -560,6 +561,69 @@ async fn serve_merges_layers_and_answers_http_and_psql_within_limits() {
         String::from_utf8_lossy(&rows.stderr)
     );
 
+    // --- Flight SQL through ADBC's driver: basic auth (handshake) and a bearer header, a query, a
+    // prepared statement with a parameter, the catalog; wrong credentials, DDL and a limit refused
+    let user = serde_json::json!({"user": "fjord", "password": TOKEN});
+    let bearer = serde_json::json!({"header": format!("Bearer {TOKEN}")});
+    let answers = fjord_core::testkit::flight_sql(
+        &format!("grpc://127.0.0.1:{flight_port}"),
+        serde_json::json!([
+            {"auth": user, "sql": q},
+            {"auth": bearer, "sql": "SELECT count(*) AS n FROM readings WHERE space_id = $1", "params": ["S1"]},
+            {"auth": user, "objects": true},
+            {"auth": {"user": "fjord", "password": "wrong"}, "sql": "SELECT 1"},
+            {"auth": {"header": "Bearer wrong"}, "sql": "SELECT 1"},
+            {"auth": user, "sql": "DROP TABLE readings"},
+            {"auth": bearer, "sql": "SELECT * FROM generate_series(1, 50000)"},
+        ]),
+    );
+    assert_eq!(answers[0]["columns"], serde_json::json!(["space_id", "n"]));
+    let via_http: Vec<serde_json::Value> = json
+        .iter()
+        .map(|r| serde_json::json!([r["space_id"], r["n"]]))
+        .collect();
+    assert_eq!(
+        answers[0]["rows"],
+        serde_json::json!(via_http),
+        "{}",
+        answers[0]
+    );
+    assert_eq!(
+        answers[1]["rows"],
+        serde_json::json!([[s1]]),
+        "{}",
+        answers[1]
+    );
+    let tables = answers[2]["tables"].as_array().expect("tables");
+    for t in [
+        "readings",
+        "alerts",
+        "occupancy_1m",
+        "occupancy_live",
+        "lots",
+    ] {
+        assert!(
+            tables.contains(&serde_json::json!(format!("fjord.public.{t}"))),
+            "{t} missing: {}",
+            answers[2]
+        );
+    }
+    assert!(
+        answers[2]["readings_columns"]
+            .as_array()
+            .is_some_and(|c| c.contains(&serde_json::json!("space_id"))),
+        "{}",
+        answers[2]
+    );
+    for refused in &answers[3..5] {
+        let e = refused["error"].as_str().unwrap_or_default();
+        assert!(e.contains("wrong or missing credentials"), "{refused}");
+    }
+    let e = answers[5]["error"].as_str().unwrap_or_default();
+    assert!(e.contains("read-only") && e.contains("DROP TABLE"), "{e}");
+    let e = answers[6]["error"].as_str().unwrap_or_default();
+    assert!(e.contains("row limit of 2000 rows"), "{e}");
+
     // --- late data and another batch run: the server sees the new commit without a restart
     let mut more = readings(35 * MIN, 55 * MIN, 1000);
     // late readings for early windows change batch numbers the speed layer never saw
@@ -608,10 +672,20 @@ async fn serve_merges_layers_and_answers_http_and_psql_within_limits() {
         .text()
         .await
         .unwrap();
-    assert!(
-        metrics.contains("fjord_queries_total{interface=\"http\",outcome=\"limit\"}"),
-        "{metrics}"
-    );
+    for (interface, outcome) in [
+        ("http", "limit"),
+        ("flight", "ok"),
+        ("flight", "unauthorized"),
+        ("flight", "refused"),
+        ("flight", "limit"),
+    ] {
+        assert!(
+            metrics.contains(&format!(
+                "fjord_queries_total{{interface=\"{interface}\",outcome=\"{outcome}\"}}"
+            )),
+            "{interface}/{outcome}: {metrics}"
+        );
+    }
 
     server.signal("TERM").unwrap();
 }
@@ -619,7 +693,7 @@ async fn serve_merges_layers_and_answers_http_and_psql_within_limits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_kafka_serve_answers_from_the_lake_and_is_not_ready() {
     let dir = temp_dir();
-    let (http_port, pg_port) = (free_port(), free_port());
+    let (http_port, pg_port, flight_port) = (free_port(), free_port(), free_port());
     let config = dir.path().join("fjord.toml");
     // nothing listens on the Kafka port: the speed layer cannot start
     std::fs::write(
@@ -627,7 +701,8 @@ async fn without_kafka_serve_answers_from_the_lake_and_is_not_ready() {
         format!(
             "[log]\nlevel = \"warn\"\n\n[kafka]\nbrokers = \"127.0.0.1:{}\"\n\n\
              [lake]\nurl = \"file://{}/lake\"\n\n\
-             [serve]\nhttp_listen = \"127.0.0.1:{http_port}\"\npg_listen = \"127.0.0.1:{pg_port}\"\n\n\
+             [serve]\nhttp_listen = \"127.0.0.1:{http_port}\"\npg_listen = \"127.0.0.1:{pg_port}\"\n\
+             flight_listen = \"127.0.0.1:{flight_port}\"\n\n\
              [auth]\ntoken = \"{TOKEN}\"\n",
             free_port(),
             dir.path().display()

@@ -6,27 +6,11 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::Command;
 
 use common::*;
 use fjord_batch::Table;
-use fjord_core::testkit::temp_dir;
-
-fn python() -> PathBuf {
-    let venv = std::env::var("FJORD_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/fjord-ci/venv")
-        });
-    let py = venv.join("bin/python");
-    assert!(
-        py.is_file(),
-        "{} missing: run `bash scripts/test-deps.sh` (installs deltalake, pyarrow, duckdb)",
-        py.display()
-    );
-    py
-}
+use fjord_core::testkit::{python, temp_dir};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_deduplicates_quarantines_and_is_readable_by_python_deltalake() {

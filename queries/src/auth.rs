@@ -2,10 +2,17 @@
 //! token alone as a bearer token. Every interface of `fjord serve` checks with this.
 
 use base64::Engine;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use fjord_core::secret::constant_time_eq;
 
 /// The user name whose password is the token.
 pub const USER: &str = "fjord";
+
+/// Base64 with or without the trailing `=` (Go's Flight client sends basic credentials unpadded).
+const BASIC: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
 
 /// The credentials every interface requires.
 #[derive(Clone)]
@@ -51,7 +58,7 @@ impl Credentials {
             return self.check_token(rest.trim().as_bytes());
         }
         if scheme.eq_ignore_ascii_case("basic") {
-            let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(rest.trim()) else {
+            let Ok(decoded) = BASIC.decode(rest.trim()) else {
                 return false;
             };
             let Ok(text) = String::from_utf8(decoded) else {
@@ -86,5 +93,10 @@ mod tests {
         assert!(!c.check_header(&basic("fjord:wrong")));
         assert!(!c.check_header("Digest x"));
         assert!(!c.check_header("Basic !!!"));
+        // unpadded, as Go's Flight client sends it
+        let c = Credentials::new("test-token-123");
+        let unpadded =
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode("fjord:test-token-123");
+        assert!(c.check_header(&format!("Basic {unpadded}")));
     }
 }

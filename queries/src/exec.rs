@@ -7,6 +7,9 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
+use arrow::datatypes::DataType;
+use datafusion::common::ScalarValue;
+use datafusion::dataframe::DataFrame;
 use datafusion::error::DataFusionError;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use fjord_core::config::ServeConfig;
@@ -87,24 +90,115 @@ pub type Batches = Pin<Box<dyn Stream<Item = Result<RecordBatch>> + Send>>;
 
 /// Plans and starts `sql`; the stream ends with an error when a limit is hit.
 pub async fn start(catalog: &Catalog, sql: &str) -> Result<(arrow::datatypes::SchemaRef, Batches)> {
-    let sql = crate::guard::check(sql)?;
+    start_with_params(catalog, sql, Vec::new()).await
+}
+
+/// [`start`] with values for the placeholders `$1`, `$2`, … of `sql`, each cast to the type its
+/// placeholder has in the query.
+pub async fn start_with_params(
+    catalog: &Catalog,
+    sql: &str,
+    params: Vec<ScalarValue>,
+) -> Result<(arrow::datatypes::SchemaRef, Batches)> {
     let limits = catalog.limits();
     let deadline = Instant::now() + limits.timeout;
-    let ctx = catalog.context().clone();
     let planned = tokio::time::timeout_at(deadline, async move {
-        // defence in depth behind the guard: no DDL, DML or SET on the shared session
-        let options = datafusion::execution::context::SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false);
-        let df = ctx.sql_with_options(sql, options).await?;
-        df.execute_stream().await
+        let df = plan(catalog, sql).await?;
+        let df = if params.is_empty() {
+            df
+        } else {
+            bind(df, params)?
+        };
+        df.execute_stream().await.map_err(|e| limits.error(e))
     })
     .await
-    .map_err(|_| limits.time_error())?
-    .map_err(|e| limits.error(e))?;
+    .map_err(|_| limits.time_error())??;
     let schema = planned.schema();
     Ok((schema, limited(planned, limits, deadline)))
+}
+
+/// What running `sql` would return, and the types of its placeholders (`$1` first; `None` where
+/// the query does not fix one), without running it.
+pub async fn describe(
+    catalog: &Catalog,
+    sql: &str,
+) -> Result<(arrow::datatypes::SchemaRef, Vec<Option<DataType>>)> {
+    let limits = catalog.limits();
+    let df = tokio::time::timeout(limits.timeout, plan(catalog, sql))
+        .await
+        .map_err(|_| limits.time_error())??;
+    let params = parameter_types(&df)?;
+    Ok((std::sync::Arc::new(df.schema().as_arrow().clone()), params))
+}
+
+/// The guard, then planning with DDL, DML and `SET` disabled on the shared session (defence in
+/// depth behind the guard).
+async fn plan(catalog: &Catalog, sql: &str) -> Result<DataFrame> {
+    let sql = crate::guard::check(sql)?;
+    let options = datafusion::execution::context::SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    catalog
+        .context()
+        .sql_with_options(sql, options)
+        .await
+        .map_err(|e| catalog.limits().error(e))
+}
+
+/// The placeholder types of a planned query, `$1` first.
+fn parameter_types(df: &DataFrame) -> Result<Vec<Option<DataType>>> {
+    let types = df.logical_plan().get_parameter_types()?;
+    let mut numbered = Vec::with_capacity(types.len());
+    for (name, ty) in types {
+        let n = name
+            .strip_prefix('$')
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| {
+                Error::Query(format!(
+                    "placeholder {name} is not supported: number them $1, $2, …"
+                ))
+            })?;
+        numbered.push((n, ty));
+    }
+    numbered.sort_by_key(|(n, _)| *n);
+    for (i, (n, _)) in numbered.iter().enumerate() {
+        if *n != i + 1 {
+            return Err(Error::Query(format!(
+                "placeholder ${} is missing: number them $1, $2, … without gaps",
+                i + 1
+            )));
+        }
+    }
+    Ok(numbered.into_iter().map(|(_, ty)| ty).collect())
+}
+
+/// Binds `params` to the placeholders of `df`, casting each to its placeholder's type.
+fn bind(df: DataFrame, params: Vec<ScalarValue>) -> Result<DataFrame> {
+    let types = parameter_types(&df)?;
+    if types.len() != params.len() {
+        return Err(Error::Query(format!(
+            "the query has {} placeholder(s) but {} value(s) were bound",
+            types.len(),
+            params.len()
+        )));
+    }
+    let values = params
+        .into_iter()
+        .zip(types)
+        .enumerate()
+        .map(|(i, (value, ty))| match ty {
+            Some(ty) if value.data_type() != ty => value.cast_to(&ty).map_err(|e| {
+                Error::Query(format!(
+                    "parameter ${} ({value}) cannot be used as {ty}: {e}",
+                    i + 1
+                ))
+            }),
+            _ => Ok(value),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(df.with_param_values(values)?)
 }
 
 /// `stream` ending with an error at `deadline` or past `limits.max_rows` rows.
@@ -204,6 +298,46 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(ok[0].num_rows(), 1);
+    }
+
+    #[tokio::test]
+    async fn parameters_are_typed_by_their_placeholder_and_numbered_without_gaps() {
+        let (_d, c) = catalog(|_| {});
+        let sql = "SELECT $1 + 1 AS v, lot_id FROM lots WHERE lot_id = $2";
+        let (schema, params) = describe(&c, sql).await.unwrap();
+        assert_eq!(schema.field(0).name(), "v");
+        assert_eq!(params, vec![Some(DataType::Int64), Some(DataType::Utf8)]);
+        // an Int32 is cast to the Int64 its placeholder wants
+        let (_, mut rows) =
+            start_with_params(&c, "SELECT $1 + 1 AS v", vec![ScalarValue::Int32(Some(41))])
+                .await
+                .unwrap();
+        let b = rows.next().await.unwrap().unwrap();
+        let v = b
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>();
+        assert_eq!(v.map(|a| a.value(0)), Some(42));
+        let e = describe(&c, "SELECT $2 + 1").await.unwrap_err().to_string();
+        assert!(e.contains("$1 is missing"), "{e}");
+        let e = start_with_params(&c, "SELECT $1 + 1", vec![])
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(!e.is_empty(), "an unbound placeholder fails");
+        let e = start_with_params(
+            &c,
+            "SELECT $1 + 1",
+            vec![ScalarValue::Int64(Some(1)), ScalarValue::Int64(Some(2))],
+        )
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(e.contains("1 placeholder(s) but 2 value(s)"), "{e}");
+        let e = describe(&c, "DROP TABLE lots").await.unwrap_err();
+        assert!(matches!(e, Error::Refused(_)), "{e}");
     }
 
     #[tokio::test]

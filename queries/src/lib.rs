@@ -9,7 +9,8 @@
 //! * [`catalog`] — one DataFusion session with every table of §7 and the memory limit.
 //! * [`exec`] — one query within its time and row limits.
 //! * [`format`] — results as a text table, CSV or JSON (`fjord sql`).
-//! * [`http`] — `fjord serve`'s HTTP API and dashboard; [`pg`] — the Postgres wire protocol.
+//! * [`http`] — `fjord serve`'s HTTP API and dashboard; [`pg`] — the Postgres wire protocol;
+//!   [`flight`] — Arrow Flight SQL.
 //! * [`serve`] — starts the feed and every interface.
 
 pub mod analyst;
@@ -17,6 +18,7 @@ pub mod auth;
 pub mod catalog;
 mod error;
 pub mod exec;
+pub mod flight;
 pub mod format;
 pub mod guard;
 pub mod http;

@@ -1,5 +1,5 @@
 //! `fjord serve`: starts the speed-layer feed, the catalog and the interfaces (HTTP with the
-//! dashboard, Postgres wire), each on its `[serve]` address, until shutdown.
+//! dashboard, Postgres wire, Arrow Flight SQL), each on its `[serve]` address, until shutdown.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::auth::Credentials;
 use crate::catalog::Catalog;
+use crate::flight::FlightSql;
 use crate::http::Api;
 use crate::metrics::QueryMetrics;
 use crate::speed::{Speed, feed};
@@ -23,6 +24,8 @@ pub struct Server {
     pub http: SocketAddr,
     /// Where the Postgres wire protocol listens.
     pub pg: SocketAddr,
+    /// Where Arrow Flight SQL listens.
+    pub flight: SocketAddr,
     /// The speed layer.
     pub speed: Arc<Speed>,
     /// The interface tasks; each ends at shutdown.
@@ -77,12 +80,17 @@ pub async fn start(
     };
     let http_listener = bind(cfg.serve.http_listen, "serve.http_listen").await?;
     let pg_listener = bind(cfg.serve.pg_listen, "serve.pg_listen").await?;
+    let flight_listener = bind(cfg.serve.flight_listen, "serve.flight_listen").await?;
     let http = http_listener
         .local_addr()
         .map_err(|e| Error::Serve(e.to_string()))?;
     let pg = pg_listener
         .local_addr()
         .map_err(|e| Error::Serve(e.to_string()))?;
+    let flight = flight_listener
+        .local_addr()
+        .map_err(|e| Error::Serve(e.to_string()))?;
+    let flight_service = FlightSql::new(catalog.clone(), credentials.clone(), metrics.clone());
     let tasks = vec![
         tokio::spawn(crate::http::serve(http_listener, router, shutdown.clone())),
         tokio::spawn(crate::pg::serve(
@@ -90,13 +98,19 @@ pub async fn start(
             catalog,
             credentials,
             metrics,
+            shutdown.clone(),
+        )),
+        tokio::spawn(crate::flight::serve(
+            flight_listener,
+            flight_service,
             shutdown,
         )),
     ];
-    tracing::info!(%http, %pg, "query server listening");
+    tracing::info!(%http, %pg, %flight, "query server listening");
     Ok(Server {
         http,
         pg,
+        flight,
         speed,
         tasks,
     })

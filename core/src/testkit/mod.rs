@@ -5,6 +5,9 @@
 //! * [`S3Server`] — an S3-compatible object store (`s3s-fs` over a temporary directory).
 //! * [`WebhookReceiver`] — an HTTP webhook receiver that records requests and answers as told.
 //! * [`unique_name`], [`temp_dir`], [`free_port`] — isolation helpers, so tests run in parallel.
+//! * [`python`] — the Python of the test venv (deltalake, pyarrow, duckdb, the ADBC Flight SQL
+//!   driver), the independent readers and clients of the tests; [`flight_sql`] runs requests
+//!   through ADBC's Flight SQL driver.
 //! * [`kafka::collect`] reads a topic back; [`mqtt::publish_all`] publishes and awaits the PUBACKs.
 //!
 //! A missing server binary is reported with the command that installs it. Binaries are looked up in
@@ -39,4 +42,51 @@ pub fn temp_dir() -> tempfile::TempDir {
         .prefix("fjord-test-")
         .tempdir()
         .unwrap_or_else(|e| panic!("cannot create a temp dir: {e}"))
+}
+
+/// The Python of the test venv: `FJORD_VENV`, else `~/.cache/fjord-ci/venv` (where
+/// `scripts/test-deps.sh` installs deltalake, pyarrow, duckdb and adbc-driver-flightsql).
+pub fn python() -> std::path::PathBuf {
+    let venv = std::env::var("FJORD_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/fjord-ci/venv")
+        });
+    let py = venv.join("bin/python");
+    assert!(
+        py.is_file(),
+        "{} missing: run `bash scripts/test-deps.sh` (installs the test venv)",
+        py.display()
+    );
+    py
+}
+
+/// Runs `requests` through ADBC's Flight SQL driver (Python `adbc-driver-flightsql`, the Go driver
+/// of Apache Arrow ADBC) against `uri` (`grpc://host:port`); one answer per request. See
+/// `adbc_flight_sql.py` for the request and answer shapes.
+pub fn flight_sql(uri: &str, requests: serde_json::Value) -> Vec<serde_json::Value> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(python())
+        .args(["-c", include_str!("adbc_flight_sql.py")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the test venv's python");
+    let job = serde_json::json!({"uri": uri, "requests": requests});
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(job.to_string().as_bytes())
+        .expect("write the requests");
+    let out = child.wait_with_output().expect("the Flight SQL client");
+    assert!(
+        out.status.success(),
+        "the Flight SQL client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the client prints JSON")
 }
