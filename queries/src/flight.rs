@@ -224,6 +224,21 @@ impl FlightSql {
         }
     }
 
+    /// The `FlightInfo` of a metadata command: one endpoint whose ticket is the command itself.
+    fn command_info<C: ProstMessageExt>(
+        &self,
+        request: Request<FlightDescriptor>,
+        schema: &Schema,
+        command: &C,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.authorize(&request)?;
+        info(
+            schema,
+            command.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
+    }
+
     /// Plans `sql` for its schema; failures are counted as the query's outcome.
     async fn describe(&self, sql: &str) -> Result<(SchemaRef, Vec<Option<DataType>>), Status> {
         let started = Instant::now();
@@ -448,13 +463,8 @@ impl FlightSqlService for FlightSql {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.authorize(&request)?;
         let schema = query.into_builder().schema();
-        info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.command_info(request, &schema, &query)
     }
 
     async fn do_get_catalogs(
@@ -477,13 +487,8 @@ impl FlightSqlService for FlightSql {
         query: CommandGetDbSchemas,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.authorize(&request)?;
         let schema = query.clone().into_builder().schema();
-        info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.command_info(request, &schema, &query)
     }
 
     async fn do_get_schemas(
@@ -509,13 +514,8 @@ impl FlightSqlService for FlightSql {
         query: CommandGetTables,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.authorize(&request)?;
         let schema = query.clone().into_builder().schema();
-        info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.command_info(request, &schema, &query)
     }
 
     async fn do_get_tables(
@@ -542,13 +542,8 @@ impl FlightSqlService for FlightSql {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.authorize(&request)?;
         let schema = query.into_builder().schema();
-        info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.command_info(request, &schema, &query)
     }
 
     async fn do_get_table_types(
@@ -568,13 +563,8 @@ impl FlightSqlService for FlightSql {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.authorize(&request)?;
         let schema = query.clone().into_builder(&SQL_INFO).schema();
-        info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.command_info(request, &schema, &query)
     }
 
     async fn do_get_sql_info(
