@@ -4,105 +4,48 @@
 //! embedded MQTT broker and Kafka cluster, transactions every `stream.commit_interval`).
 //!
 //! Run: `cargo bench --bench alert_latency` (env: `ALERTS` per run, default 300; `RATE` background
-//! readings/s, default 10000; `RUNS` as `commit_interval/fetch.wait.max.ms` pairs, default
-//! `50ms/10,100ms/10,250ms/10,100ms/500`). librdkafka's mock cluster answers a fetch that finds no
-//! data only after `fetch.wait.max.ms` (500 ms by default) even if data arrives meanwhile, so
-//! the consumers' wait is part of each run's settings.
+//! readings/s, default 10000; `RUNS` as `commit_interval/kafka.fetch_wait` pairs, default
+//! `50ms/default,100ms/default,250ms/default,100ms/500ms`, `default` leaving the config's default).
+//! librdkafka's mock cluster answers a fetch that finds no data only after the fetch wait even if
+//! data arrives meanwhile, so the consumers' wait is part of each run's settings.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{DemoSpec, client, env_or};
 use fjord_core::testkit::{WebhookReceiver, free_port, temp_dir, wait_until};
-use rumqttc::{AsyncClient, MqttOptions, QoS};
-
-const TOKEN: &str = "bench-token-0123";
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn start_demo(
-    dir: &Path,
-    lots: &Path,
-    mqtt_port: u16,
-    hook: &str,
-    interval: &str,
-    fetch_wait: &str,
-) -> Child {
-    let config = dir.with_extension("toml");
-    std::fs::write(
-        &config,
-        format!("[kafka.options]\n\"fetch.wait.max.ms\" = \"{fetch_wait}\"\n"),
-    )
-    .expect("write the config");
-    Command::new(env!("CARGO_BIN_EXE_fjord"))
-        .arg("--config")
-        .arg(&config)
-        .args(["demo", "--no-simulate", "--auth-token", TOKEN])
-        .arg("--data-dir")
-        .arg(dir)
-        .arg("--lots")
-        .arg(lots)
-        .args(["--mqtt-port", &mqtt_port.to_string()])
-        .args(["--http-port", &free_port().to_string()])
-        .args(["--batch-every", "1h", "--webhook", hook])
-        .env_remove("FJORD_CONFIG")
-        .env("FJORD__STREAM__COMMIT_INTERVAL", interval)
-        .env("FJORD__ALERTS__SENSOR_SILENT__ENABLED", "false")
-        .env("FJORD__LOG__LEVEL", "info")
-        .stdout(Stdio::null())
-        .stderr(
-            std::fs::File::create(std::env::temp_dir().join("fjord-alert-latency-demo.log"))
-                .expect("demo log"),
-        )
-        .spawn()
-        .expect("start fjord demo")
-}
-
-async fn client(port: u16, name: &str, inflight: u16) -> AsyncClient {
-    let mut opts = MqttOptions::new(name, "127.0.0.1", port);
-    opts.set_credentials("fjord", TOKEN);
-    opts.set_inflight(inflight);
-    opts.set_max_packet_size(1 << 20, 1 << 20);
-    let (c, mut lp) = AsyncClient::new(opts, 10_000);
-    tokio::spawn(async move {
-        loop {
-            if lp.poll().await.is_err() {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    });
-    c
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
+use rumqttc::QoS;
 
 async fn run(interval: &str, fetch_wait: &str, alerts: usize, rate: u64) {
     let dir = temp_dir();
     let lots = dir.path().join("lots.csv");
-    let mut csv = String::from("lot_id,name,zone,capacity,lat,lon\nP0,Probe,bench,10,,\n");
-    for b in 0..50 {
-        csv.push_str(&format!("B{b},Background {b},bench,200,,\n"));
-    }
-    std::fs::write(&lots, csv).unwrap();
+    common::lots_csv(&lots, 50);
     let receiver = WebhookReceiver::start().await.unwrap();
     let mqtt_port = free_port();
     let data = dir.path().join("data");
-    let mut demo = start_demo(
-        &data,
-        &lots,
+    let demo = common::start_demo(&DemoSpec {
+        dir: &data,
+        lots: &lots,
         mqtt_port,
-        &receiver.url(),
-        interval,
-        fetch_wait,
-    );
+        http_port: free_port(),
+        config: if fetch_wait == "default" {
+            String::new()
+        } else {
+            format!("[kafka]\nfetch_wait = \"{fetch_wait}\"\n")
+        },
+        args: ["--batch-every", "1h", "--webhook", &receiver.url()]
+            .map(String::from)
+            .to_vec(),
+        env: vec![
+            ("FJORD__STREAM__COMMIT_INTERVAL".into(), interval.into()),
+            (
+                "FJORD__ALERTS__SENSOR_SILENT__ENABLED".into(),
+                "false".into(),
+            ),
+        ],
+        log: "fjord-alert-latency-demo.log",
+    });
     let endpoints = data.join("endpoints.json");
     assert!(
         wait_until(Duration::from_secs(60), || endpoints.exists()),
@@ -110,33 +53,8 @@ async fn run(interval: &str, fetch_wait: &str, alerts: usize, rate: u64) {
     );
 
     // background load: `rate` readings/s over 50 lots, never near full
-    let background = client(mqtt_port, "bench-background", 1000).await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let load = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let per_tick = (rate / 100).max(1);
-            let mut tick = tokio::time::interval(Duration::from_millis(10));
-            let (mut sent, started) = (0u64, Instant::now());
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                tick.tick().await;
-                for _ in 0..per_tick {
-                    let topic = format!("parking/B{}/S{}", sent % 50, (sent / 50) % 200);
-                    let occupied = (sent / 7) % 3 == 0;
-                    let payload = format!(r#"{{"occupied":{occupied}}}"#);
-                    if background
-                        .publish(topic, QoS::AtLeastOnce, false, payload)
-                        .await
-                        .is_err()
-                    {
-                        break;
-                    }
-                    sent += 1;
-                }
-            }
-            sent as f64 / started.elapsed().as_secs_f64()
-        })
-    };
+    let load = common::background_load(mqtt_port, rate, stop.clone());
 
     // the probe lot: 8 of 10 occupied, then S8 toggles: every publish crosses 0.9 up or 0.8 down
     let probe = client(mqtt_port, "bench-probe", 10).await;
@@ -198,19 +116,12 @@ async fn run(interval: &str, fetch_wait: &str, alerts: usize, rate: u64) {
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let achieved = load.await.unwrap_or(0.0);
-    let _ = Command::new("kill")
-        .args(["-INT", &demo.id().to_string()])
-        .status();
-    let _ = demo.wait();
-    latencies.sort_by(f64::total_cmp);
+    common::stop_demo(demo);
     println!(
-        "commit_interval {interval:>6}, fetch.wait.max.ms {fetch_wait:>3}: {} alerts, p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms; \
+        "commit_interval {interval:>6}, kafka.fetch_wait {fetch_wait:>7}: {} alerts, {}; \
          background {achieved:.0} readings/s over MQTT; {lost} not delivered within 10 s",
         latencies.len(),
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.9),
-        percentile(&latencies, 0.99),
-        latencies.last().copied().unwrap_or(f64::NAN),
+        common::summary(&mut latencies),
     );
 }
 
@@ -221,8 +132,8 @@ fn main() {
     }
     let alerts: usize = env_or("ALERTS", 300);
     let rate: u64 = env_or("RATE", 10_000);
-    let runs =
-        std::env::var("RUNS").unwrap_or_else(|_| "50ms/10,100ms/10,250ms/10,100ms/500".into());
+    let runs = std::env::var("RUNS")
+        .unwrap_or_else(|_| "50ms/default,100ms/default,250ms/default,100ms/500ms".into());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -232,7 +143,7 @@ fn main() {
         let (interval, fetch_wait) = run_spec
             .trim()
             .split_once('/')
-            .unwrap_or((run_spec.trim(), "500"));
+            .unwrap_or((run_spec.trim(), "default"));
         rt.block_on(run(interval, fetch_wait, alerts, rate));
     }
 }

@@ -467,8 +467,11 @@ fn print_banner(args: &DemoArgs, e: &Endpoints, endpoints_path: &Path, lots: usi
         e.kafka.topics.readings
     ));
     out.push_str(&format!(
-        "  Stream        {} → {} (1m and 10m windows, exactly once), {}\n",
-        e.kafka.topics.readings, e.kafka.topics.occupancy, e.kafka.topics.live
+        "  Stream        {} → {} (1m and 10m windows, exactly once), {}, {}\n",
+        e.kafka.topics.readings,
+        e.kafka.topics.occupancy,
+        e.kafka.topics.live,
+        e.kafka.topics.spaces_live
     ));
     out.push_str(&format!(
         "  Alerts        {} (lot_full, sensor_silent, battery_low, gateway_offline); {}\n",

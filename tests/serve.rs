@@ -293,13 +293,29 @@ async fn serve_merges_layers_and_answers_http_and_psql_within_limits() {
         &[("L1".into(), serde_json::to_vec(&live).unwrap())],
     )
     .await;
+    // the twin the stream processor publishes; serve never reads fjord.readings (this raw
+    // reading, with another battery, must not show)
+    let twin = fjord_core::model::SpaceRow {
+        lot_id: "L1".into(),
+        space_id: "S9".into(),
+        occupied: true,
+        since: T0 + 40 * MIN,
+        battery: Some(12),
+        last_seen: T0 + 44 * MIN,
+    };
+    produce_json(
+        &kafka,
+        "spaces-live",
+        &[("L1".into(), serde_json::to_vec(&twin).unwrap())],
+    )
+    .await;
     produce_readings(
         &kafka,
         &[BridgeRecord::reading(
             "L1",
             "S9",
-            T0 + 44 * MIN,
-            r#"{"occupied":true,"battery":12}"#.into(),
+            T0 + 44 * MIN + 1,
+            r#"{"occupied":false,"battery":50}"#.into(),
         )],
     )
     .await;
@@ -353,11 +369,16 @@ async fn serve_merges_layers_and_answers_http_and_psql_within_limits() {
 
     // --- live tables, lots and alerts
     let twin = api
-        .json("SELECT occupied, battery FROM spaces_live WHERE space_id = 'S9'")
+        .json(
+            "SELECT occupied, battery, CAST(since AS BIGINT) AS since_us \
+             FROM spaces_live WHERE space_id = 'S9'",
+        )
         .await;
     assert_eq!(
         twin,
-        vec![serde_json::json!({"occupied": true, "battery": 12})]
+        vec![
+            serde_json::json!({"occupied": true, "battery": 12, "since_us": (T0 + 40 * MIN) * 1000})
+        ]
     );
     let lots = api.get_json("/api/lots").await;
     assert_eq!(lots[0]["lot_id"], "L1");
@@ -511,11 +532,35 @@ async fn serve_merges_layers_and_answers_http_and_psql_within_limits() {
     };
     let out = psql(TOKEN, &["-c", "SELECT count(*) FROM readings"]);
     assert_eq!(ok(out).trim(), total.to_string());
+    // every SQL table of SPEC §7 is listed, with its columns (as psql, DBeaver and Grafana ask)
     let out = ok(psql(TOKEN, &["-c", "\\dt"]));
-    for t in ["readings", "alerts", "lots", "quarantine"] {
+    for t in [
+        "readings",
+        "alerts",
+        "lots",
+        "quarantine",
+        "occupancy_1m",
+        "occupancy_10m",
+        "occupancy_live",
+        "spaces_live",
+    ] {
         assert!(
             out.lines().any(|l| l.contains(&format!("|{t}|"))),
             "\\dt lacks {t}:\n{out}"
+        );
+    }
+    let out = ok(psql(TOKEN, &["-c", "\\d spaces_live"]));
+    for c in [
+        "lot_id",
+        "space_id",
+        "occupied",
+        "since",
+        "battery",
+        "last_seen",
+    ] {
+        assert!(
+            out.lines().any(|l| l.starts_with(&format!("{c}|"))),
+            "\\d spaces_live lacks column {c}:\n{out}"
         );
     }
     let out = ok(psql(

@@ -45,7 +45,7 @@ pub fn needs_compaction(sizes: &[i64], target: u64, min_files: u32) -> bool {
 fn sort_order(table: Table) -> &'static str {
     match table {
         Table::Quarantine => "kafka_topic, kafka_partition, kafka_offset",
-        Table::Occupancy1m | Table::Occupancy10m => "lot_id, window_start",
+        Table::Occupancy(_) => "lot_id, window_start",
         Table::SpaceState => "lot_id, space_id",
         Table::Readings => "lot_id, space_id, ts",
         Table::Alerts => "key, event_time",

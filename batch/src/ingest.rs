@@ -16,7 +16,7 @@ use deltalake::kernel::Transaction;
 use fjord_core::config::Config;
 use fjord_core::decode::DecodeOptions;
 use fjord_core::decode::record::{ReadingsTopics, decode_record};
-use fjord_core::kafka::{QuietEof, Topics, client_config};
+use fjord_core::kafka::{QuietEof, Topics, consumer_config};
 use fjord_core::time::{now_ms, parse_rfc3339};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -91,7 +91,7 @@ pub(crate) type Reader = Arc<BaseConsumer<QuietEof>>;
 
 pub(crate) fn reader(cfg: &Config) -> Result<Reader> {
     Ok(Arc::new(
-        client_config(&cfg.kafka)
+        consumer_config(&cfg.kafka)
             .set("group.id", "fjord-batch")
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")

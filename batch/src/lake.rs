@@ -21,10 +21,9 @@ pub enum Table {
     Quarantine,
     /// `alerts`: alert state changes (SPEC §5).
     Alerts,
-    /// The 1-minute batch view.
-    Occupancy1m,
-    /// The 10-minute batch view.
-    Occupancy10m,
+    /// The batch view of windows of this many milliseconds (`stream.windows`): `occupancy_1m`,
+    /// `occupancy_10m`, … named by [`occupancy_name`].
+    Occupancy(i64),
     /// Internal: each space's last reading at the end of each day, carried into the next day by
     /// the views job.
     SpaceState,
@@ -37,8 +36,7 @@ impl Table {
             Table::Readings => "readings",
             Table::Quarantine => "quarantine",
             Table::Alerts => "alerts",
-            Table::Occupancy1m => "occupancy_1m",
-            Table::Occupancy10m => "occupancy_10m",
+            Table::Occupancy(size_ms) => occupancy_name(size_ms),
             Table::SpaceState => "_space_state",
         }
     }
@@ -49,10 +47,34 @@ impl Table {
             Table::Readings => fjord_core::schema::readings(),
             Table::Quarantine => fjord_core::schema::quarantine(),
             Table::Alerts => fjord_core::schema::alerts(),
-            Table::Occupancy1m | Table::Occupancy10m => fjord_core::schema::occupancy(),
+            Table::Occupancy(_) => fjord_core::schema::occupancy(),
             Table::SpaceState => crate::views::state_schema(),
         }
     }
+}
+
+/// The views tables of the configured window sizes, in the order configured.
+pub fn views_tables(cfg: &fjord_core::config::Config) -> Vec<Table> {
+    cfg.stream
+        .windows
+        .iter()
+        .map(|w| Table::Occupancy(w.as_millis_i64()))
+        .collect()
+}
+
+/// The table name of windows of `size_ms`: `occupancy_` and the size as the config writes it
+/// (`occupancy_1m`, `occupancy_10m`, `occupancy_1h`). Names are made once per size and kept for
+/// the life of the process (a handful: one per configured window size).
+pub fn occupancy_name(size_ms: i64) -> &'static str {
+    static NAMES: std::sync::Mutex<BTreeMap<i64, &'static str>> =
+        std::sync::Mutex::new(BTreeMap::new());
+    let mut names = NAMES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    names.entry(size_ms).or_insert_with(|| {
+        let size = fjord_core::duration::Duration::from_millis(u64::try_from(size_ms).unwrap_or(0));
+        Box::leak(format!("occupancy_{size}").into_boxed_str())
+    })
 }
 
 /// Where the lake is and how to reach it.

@@ -125,11 +125,18 @@ impl fmt::Display for Summary {
                 ));
             }
             parts.push(format!(
-                "views: {} days from {} readings → {} rows 1m, {} rows 10m; high-water mark {}",
+                "views: {} days from {} readings → {}; high-water mark {}",
                 v.days,
                 v.readings,
-                v.rows_1m,
-                v.rows_10m,
+                if v.rows.is_empty() {
+                    "no rows".to_owned()
+                } else {
+                    v.rows
+                        .iter()
+                        .map(|(t, n)| format!("{n} rows {t}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
                 v.hwm.map_or_else(|| "none".into(), format_rfc3339_ms)
             ));
         }
@@ -211,8 +218,9 @@ impl BatchMetrics {
                     rows("quarantine", i.quarantined);
                 }
                 if let Some(v) = &s.views {
-                    rows("occupancy_1m", v.rows_1m);
-                    rows("occupancy_10m", v.rows_10m);
+                    for (table, n) in &v.rows {
+                        rows(table, *n);
+                    }
                 }
             }
             Err(_) => self.runs.with_label_values(&[job.name(), "failed"]).inc(),

@@ -16,20 +16,18 @@ pub struct VacuumSummary {
 }
 
 /// Every table of the lake, in vacuum order.
-const TABLES: [Table; 6] = [
-    Table::Readings,
-    Table::Quarantine,
-    Table::Alerts,
-    Table::Occupancy1m,
-    Table::Occupancy10m,
-    Table::SpaceState,
-];
+fn tables(cfg: &Config) -> Vec<Table> {
+    let mut t = vec![Table::Readings, Table::Quarantine, Table::Alerts];
+    t.extend(crate::lake::views_tables(cfg));
+    t.push(Table::SpaceState);
+    t
+}
 
 /// Vacuums every table.
 pub async fn vacuum(cfg: &Config, lake: &Lake) -> Result<VacuumSummary> {
     let retention = chrono::Duration::milliseconds(cfg.batch.vacuum_retention.as_millis_i64());
     let mut summary = VacuumSummary::default();
-    for table in TABLES {
+    for table in tables(cfg) {
         let Some(t) = lake.open_existing(table).await? else {
             continue;
         };

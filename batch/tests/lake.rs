@@ -57,7 +57,10 @@ async fn windows(lake: &Lake, table: Table) -> Vec<WindowRow> {
 
 /// The views of the lake equal the reference over `readings` up to the high-water mark.
 async fn check_views(lake: &Lake, readings: &[RefReading], hwm: i64) {
-    for (table, size) in [(Table::Occupancy1m, MIN), (Table::Occupancy10m, 10 * MIN)] {
+    for (table, size) in [
+        (Table::Occupancy(MIN), MIN),
+        (Table::Occupancy(10 * MIN), 10 * MIN),
+    ] {
         let got = windows(lake, table).await;
         let want: Vec<WindowRow> = reference::windows(readings, &[size], hwm, &|_| None)
             .into_iter()

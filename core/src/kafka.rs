@@ -39,6 +39,8 @@ pub struct Topics {
     pub late: String,
     /// Current occupancy per lot (compacted: the latest value per lot).
     pub live: String,
+    /// Each space's digital twin (compacted: the latest value per lot and space).
+    pub spaces_live: String,
     /// The stream processor's checkpoints (compacted, partitioned like `readings`).
     pub stream_state: String,
 }
@@ -54,12 +56,13 @@ impl Topics {
             alerts: cfg.topic("alerts"),
             late: cfg.topic("late"),
             live: cfg.topic("occupancy-live"),
+            spaces_live: cfg.topic("spaces-live"),
             stream_state: cfg.topic("stream-state"),
         }
     }
 
     /// All names, for topic creation.
-    pub fn all(&self) -> [&str; 8] {
+    pub fn all(&self) -> [&str; 9] {
         [
             &self.readings,
             &self.dlq,
@@ -68,13 +71,14 @@ impl Topics {
             &self.alerts,
             &self.late,
             &self.live,
+            &self.spaces_live,
             &self.stream_state,
         ]
     }
 
     /// The topics that keep only the latest value per key.
-    pub fn compacted(&self) -> [&str; 2] {
-        [&self.live, &self.stream_state]
+    pub fn compacted(&self) -> [&str; 3] {
+        [&self.live, &self.spaces_live, &self.stream_state]
     }
 }
 
@@ -106,8 +110,24 @@ pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
     c
 }
 
+/// A librdkafka consumer config: [`client_config`] with the fetch settings every fjord consumer
+/// (stream, restore, batch, serve, delivery) shares, so no hop waits longer than the broker needs:
+/// `fetch.wait.max.ms` from `kafka.fetch_wait` (librdkafka's default of 500 ms is what the mock
+/// cluster and tansu hold every fetch for, data or not; README, "Freshness"). Keys set in
+/// `[kafka.options]` win.
+pub fn consumer_config(cfg: &KafkaConfig) -> ClientConfig {
+    let mut c = client_config(cfg);
+    if !cfg.options.contains_key("fetch.wait.max.ms") {
+        c.set(
+            "fetch.wait.max.ms",
+            cfg.fetch_wait.as_millis_i64().to_string(),
+        );
+    }
+    c
+}
+
 /// Creates the topics that do not exist yet (existing ones are left as they are). fjord's
-/// compacted topics (`occupancy-live`, `stream-state`) get `cleanup.policy=compact`.
+/// compacted topics (`occupancy-live`, `spaces-live`, `stream-state`) get `cleanup.policy=compact`.
 pub async fn ensure_topics(cfg: &KafkaConfig, names: &[&str], partitions: i32) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = client_config(cfg)
         .create()
@@ -133,14 +153,21 @@ pub async fn ensure_topics(cfg: &KafkaConfig, names: &[&str], partitions: i32) -
     if names.is_empty() {
         return Ok(());
     }
+    let fjord = Topics::new(cfg);
+    let compacted = fjord.compacted();
     let topics: Vec<NewTopic<'_>> = names
         .iter()
         .map(|n| {
-            NewTopic::new(
+            let t = NewTopic::new(
                 n,
                 partitions,
                 TopicReplication::Fixed(cfg.replication_factor),
-            )
+            );
+            if compacted.contains(n) {
+                t.set("cleanup.policy", "compact")
+            } else {
+                t
+            }
         })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));

@@ -46,7 +46,7 @@ async fn produce_and_consume_through_tansu() {
             .unwrap();
     }
 
-    let consumer: StreamConsumer = kafka::client_config(&cfg)
+    let consumer: StreamConsumer = kafka::consumer_config(&cfg)
         .set("group.id", unique_name("g"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")

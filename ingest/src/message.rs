@@ -3,7 +3,7 @@
 //! HTTP ingest, so both apply exactly the same rules.
 
 use bytes::Bytes;
-use fjord_core::decode::{DecodeOptions, RawMessage, decode_reading};
+use fjord_core::decode::{DecodeOptions, RawMessage, decode_reading, detect_format};
 use fjord_core::kafka::{
     HEADER_CONTENT_TYPE, HEADER_ERROR, HEADER_MQTT_TOPIC, HEADER_RECEIVED_AT, HEADER_SOURCE,
 };
@@ -117,7 +117,7 @@ impl Classifier {
             .as_ref()
             .map_or_else(|| msg.topic.clone(), |r| r.key.clone());
         let dead = |reason: &'static str, error: String| {
-            let mut headers = base_headers(msg);
+            let mut headers = base_headers(msg, msg.content_type.clone());
             headers.push((HEADER_ERROR, error.clone().into_bytes()));
             headers.push((HEADER_ERROR_REASON, reason.as_bytes().to_vec()));
             Disposition::DeadLetter {
@@ -147,8 +147,16 @@ impl Classifier {
                 ),
             );
         }
+        // the header says what the payload is: as declared, else as sniffed (readings), and
+        // JSON for the presence records built here
+        let mut content_type = msg.content_type.clone();
         let payload = match route.kind {
             RouteKind::Readings => {
+                if content_type.is_none()
+                    && let Ok(format) = detect_format(&msg.payload, None)
+                {
+                    content_type = Some(format.media_type().to_owned());
+                }
                 if self.validate {
                     let raw = RawMessage {
                         lot_id: route.captures.get("lot_id").unwrap_or(""),
@@ -164,6 +172,7 @@ impl Classifier {
                 msg.payload.clone()
             }
             RouteKind::Presence => {
+                content_type = Some("application/json".to_owned());
                 let gateway_id = route.captures.get("gateway_id").unwrap_or("");
                 match presence_status(&msg.payload) {
                     Some(status) => Bytes::from(
@@ -191,7 +200,7 @@ impl Classifier {
             topic: route.kafka_topic.to_owned(),
             key,
             payload,
-            headers: base_headers(msg),
+            headers: base_headers(msg, content_type),
         })
     }
 }
@@ -207,7 +216,7 @@ fn presence_status(payload: &[u8]) -> Option<&'static str> {
     }
 }
 
-fn base_headers(msg: &Inbound) -> Vec<(&'static str, Vec<u8>)> {
+fn base_headers(msg: &Inbound, content_type: Option<String>) -> Vec<(&'static str, Vec<u8>)> {
     let mut h = vec![
         (HEADER_MQTT_TOPIC, msg.topic.clone().into_bytes()),
         (
@@ -215,8 +224,8 @@ fn base_headers(msg: &Inbound) -> Vec<(&'static str, Vec<u8>)> {
             format_rfc3339_ms(msg.received_at).into_bytes(),
         ),
     ];
-    if let Some(ct) = &msg.content_type {
-        h.push((HEADER_CONTENT_TYPE, ct.clone().into_bytes()));
+    if let Some(ct) = content_type {
+        h.push((HEADER_CONTENT_TYPE, ct.into_bytes()));
     }
     h.push((HEADER_SOURCE, msg.source.as_str().as_bytes().to_vec()));
     h
@@ -271,6 +280,36 @@ mod tests {
                 (reason, error)
             }
             other => panic!("expected a dead letter, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_reading_without_a_declared_content_type_carries_the_sniffed_one() {
+        for (payload, want) in [
+            (&br#"{"occupied":true}"#[..], "application/json"),
+            (
+                &[
+                    0xa1, 0x68, b'o', b'c', b'c', b'u', b'p', b'i', b'e', b'd', 0xf5,
+                ][..],
+                "application/cbor",
+            ),
+        ] {
+            let Disposition::Forward(r) =
+                classifier(true).classify(&inbound("parking/L1/S7", payload))
+            else {
+                panic!("{payload:?} not forwarded")
+            };
+            assert_eq!(header(&r, HEADER_CONTENT_TYPE), Some(want));
+            let Disposition::Forward(r) =
+                classifier(false).classify(&inbound("parking/L1/S7", payload))
+            else {
+                panic!("{payload:?} not forwarded without validation")
+            };
+            assert_eq!(
+                header(&r, HEADER_CONTENT_TYPE),
+                Some(want),
+                "also unvalidated"
+            );
         }
     }
 

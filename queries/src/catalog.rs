@@ -1,5 +1,6 @@
 //! The SQL catalog of SPEC §7 in one long-lived DataFusion session: the lake's Delta tables
-//! (`readings`, `alerts`, `quarantine`), the merged `occupancy_1m` / `occupancy_10m` (§4.3), the
+//! (`readings`, `alerts`, `quarantine`), the merged `occupancy_<size>` of every configured window
+//! size (`occupancy_1m` / `occupancy_10m` by default, §4.3), the
 //! live tables of the speed layer (`occupancy_live`, `spaces_live`) and `lots` from the registry.
 //! Every scan looks at the current lake version and speed-layer state (see [`crate::tables`]), so new
 //! commits are visible to new queries without a restart.
@@ -14,7 +15,6 @@ use datafusion::datasource::MemTable;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use fjord_batch::views::compute::SIZES_MS;
 use fjord_batch::{Lake, Table};
 use fjord_core::config::Config;
 use fjord_core::lots::LotsRegistry;
@@ -65,10 +65,8 @@ impl Catalog {
         for t in [Table::Readings, Table::Alerts, Table::Quarantine] {
             ctx.register_table(t.name(), Arc::new(LakeTable::new(tables.clone(), t)))?;
         }
-        for (t, size) in [
-            (Table::Occupancy1m, SIZES_MS[0]),
-            (Table::Occupancy10m, SIZES_MS[1]),
-        ] {
+        for t in fjord_batch::lake::views_tables(cfg) {
+            let Table::Occupancy(size) = t else { continue };
             let merged = MergedOccupancy::new(tables.clone(), t, size, speed.clone());
             ctx.register_table(t.name(), Arc::new(merged))?;
         }

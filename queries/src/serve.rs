@@ -56,7 +56,16 @@ pub async fn start(
 ) -> Result<Server> {
     let speed = Speed::new();
     let stop = Arc::new(AtomicBool::new(false));
-    let feed_thread = feed::spawn(cfg, speed.clone(), stop.clone())?;
+    let lake = fjord_batch::Lake::new(&cfg.lake_url(), &cfg.lake.storage_options)?;
+    let views = fjord_batch::lake::views_tables(cfg);
+    // a slow or unreachable object store must not hold up the start: then read every window
+    let batch_hwm = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        crate::speed::trim::batch_hwm(&lake, &views),
+    )
+    .await
+    .unwrap_or(None);
+    let feed_thread = feed::spawn(cfg, speed.clone(), stop.clone(), batch_hwm)?;
     {
         let mut shutdown = shutdown.clone();
         tokio::spawn(async move {
@@ -66,6 +75,12 @@ pub async fn start(
         });
     }
     let catalog = Catalog::open(cfg, speed.clone())?;
+    tokio::spawn(crate::speed::trim::follow_hwm(
+        lake,
+        views,
+        speed.clone(),
+        shutdown.clone(),
+    ));
     let metrics = QueryMetrics::new(registry)?;
     let api = Api {
         catalog: catalog.clone(),

@@ -234,7 +234,7 @@ impl TableProvider for MergedOccupancy {
     }
 
     fn table_type(&self) -> TableType {
-        TableType::View
+        TableType::Base
     }
 
     fn supports_filters_pushdown(
@@ -259,9 +259,6 @@ impl TableProvider for MergedOccupancy {
         };
         let size = self.size_ms;
         let rows = self.speed.read(|s| s.windows_after(size, hwm));
-        if let Some(h) = hwm {
-            self.speed.write(|s| s.trim(size, h));
-        }
         let speed = MemTable::try_new(
             self.schema(),
             vec![vec![fjord_batch::rows::occupancy_batch(&rows)]],
@@ -319,7 +316,7 @@ impl TableProvider for LiveTable {
     }
 
     fn table_type(&self) -> TableType {
-        TableType::View
+        TableType::Base
     }
 
     async fn scan(

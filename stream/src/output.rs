@@ -3,7 +3,7 @@
 //! repeated by a replay is byte-identical to the first copy.
 
 use fjord_core::kafka::{HEADER_ERROR, Topics};
-use fjord_core::model::{Alert, OccupancyWindow};
+use fjord_core::model::{Alert, OccupancyWindow, SpaceRow};
 use fjord_core::time::format_rfc3339_ms;
 
 use crate::partition::{LiveRow, Output};
@@ -110,6 +110,17 @@ pub fn live_record(topics: &Topics, row: &LiveRow) -> OutRecord {
         topic: topics.live.clone(),
         partition: None,
         key: row.lot_id.clone().into_bytes(),
+        payload: serde_json::to_vec(row).unwrap_or_default(),
+        headers: Vec::new(),
+    }
+}
+
+/// A space's digital twin, for the compacted `spaces-live` topic.
+pub fn space_record(topics: &Topics, row: &SpaceRow) -> OutRecord {
+    OutRecord {
+        topic: topics.spaces_live.clone(),
+        partition: None,
+        key: row.key(),
         payload: serde_json::to_vec(row).unwrap_or_default(),
         headers: Vec::new(),
     }

@@ -7,13 +7,13 @@
 //! of the last record it applied: a record replayed after a crash whose effect is already in the
 //! lot's checkpoint is skipped, so a replay repeats exactly the outputs of the original run.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use fjord_core::decode::DecodeOptions;
 use fjord_core::decode::record::{ReadingsTopics, RecordHeaders, decode_record};
 use fjord_core::lots::LotsRegistry;
-use fjord_core::model::{Alert, OccupancyWindow};
+use fjord_core::model::{Alert, OccupancyWindow, SpaceRow};
 use fjord_core::occupancy::{LotEngine, Offer, StateSize};
 use fjord_core::time::TimestampMs;
 use serde::{Deserialize, Serialize};
@@ -116,6 +116,44 @@ pub struct LotState {
     pub applied_offset: i64,
     /// Its alerts.
     pub alerts: LotAlerts,
+    /// Its spaces' digital twins.
+    pub twins: twins::Twins,
+}
+
+/// A lot's checkpoint as written before twins were kept (decoded by [`decode_lot`] so that a
+/// processor upgraded over an old checkpoint continues from it, with twins rebuilt as readings
+/// arrive).
+#[derive(Deserialize)]
+struct LotStateV1 {
+    engine: LotEngine,
+    applied_offset: i64,
+    alerts: LotAlerts,
+}
+
+/// Decodes a lot's checkpoint, current or of the format before twins (then the twins are rebuilt
+/// from the engine's spaces, without batteries, and `true` says they must be published). Either
+/// format must use every byte: a current checkpoint cut short is an error, not an old one.
+fn decode_lot(bytes: &[u8]) -> Result<(LotState, bool), postcard::Error> {
+    fn whole<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, postcard::Error> {
+        match postcard::take_from_bytes::<T>(bytes)? {
+            (v, []) => Ok(v),
+            _ => Err(postcard::Error::DeserializeBadEncoding),
+        }
+    }
+    whole::<LotState>(bytes).map(|l| (l, false)).or_else(|e| {
+        whole::<LotStateV1>(bytes)
+            .map(|v1| {
+                let twins = twins::from_engine(&v1.engine);
+                let lot = LotState {
+                    engine: v1.engine,
+                    applied_offset: v1.applied_offset,
+                    alerts: v1.alerts,
+                    twins,
+                };
+                (lot, true)
+            })
+            .map_err(|_| e)
+    })
 }
 
 /// The partition-level checkpoint.
@@ -138,6 +176,8 @@ pub struct PartitionState {
     dirty: HashSet<String>,
     /// Lots whose live occupancy changed since it was last published.
     live_dirty: HashSet<String>,
+    /// (lot, space) of the twins that changed since they were last published.
+    twins_dirty: BTreeSet<(String, String)>,
     meta_dirty: bool,
     /// No lot has anything to do before this instant.
     next_due: TimestampMs,
@@ -157,6 +197,7 @@ impl PartitionState {
             next_offset: 0,
             dirty: HashSet::new(),
             live_dirty: HashSet::new(),
+            twins_dirty: BTreeSet::new(),
             meta_dirty: false,
             next_due: i64::MIN,
             alerts_due: i64::MIN,
@@ -183,6 +224,7 @@ impl PartitionState {
         let mut size = StateSize::default();
         for lot in self.lots.values() {
             size.add(lot.engine.size());
+            size.resident_bytes += twins::bytes(&lot.twins);
         }
         size
     }
@@ -232,6 +274,7 @@ impl PartitionState {
                         ),
                         applied_offset: -1,
                         alerts: LotAlerts::default(),
+                        twins: twins::Twins::new(),
                     });
                 lot.applied_offset = rec.offset;
                 let fate = match lot.engine.offer(
@@ -268,6 +311,22 @@ impl PartitionState {
                         Fate::Late
                     }
                 };
+                // the twin follows the space's newest reading, also one too late for the windows
+                // (a gateway flushing its buffer); a duplicate changes nothing
+                if fate != Fate::Duplicate
+                    && twins::observe(
+                        &mut lot.twins,
+                        &reading.space_id,
+                        reading.ts,
+                        reading.occupied,
+                        reading.battery.map(i16::from),
+                    )
+                {
+                    let key = (reading.lot_id.clone(), reading.space_id.clone());
+                    if !self.twins_dirty.contains(&key) {
+                        self.twins_dirty.insert(key);
+                    }
+                }
                 self.dirty.insert(reading.lot_id);
                 fate
             }
@@ -382,6 +441,12 @@ impl PartitionState {
             .collect()
     }
 
+    /// The twins of the spaces that changed since the last call.
+    pub fn take_spaces(&mut self) -> Vec<SpaceRow> {
+        let dirty = std::mem::take(&mut self.twins_dirty);
+        twins::rows(&dirty, |lot| self.lots.get(lot).map(|l| &l.twins))
+    }
+
     /// The checkpoint records changed since the last call: one per changed lot (key
     /// `lot/<lot_id>`), then the partition meta (key `meta`). Lots come first so that a
     /// checkpoint cut short by a crash never has a meta newer than its lots.
@@ -425,8 +490,14 @@ impl PartitionState {
                 // a presence partition's state sharing this changelog partition
                 continue;
             } else if let Some(lot_id) = key.strip_prefix("lot/") {
-                let lot: LotState = postcard::from_bytes(&value)
-                    .map_err(|e| format!("checkpoint of lot {lot_id}: {e}"))?;
+                let (lot, upgraded): (LotState, bool) =
+                    decode_lot(&value).map_err(|e| format!("checkpoint of lot {lot_id}: {e}"))?;
+                if upgraded {
+                    state
+                        .twins_dirty
+                        .extend(lot.twins.keys().map(|s| (lot_id.to_owned(), s.clone())));
+                    state.dirty.insert(lot_id.to_owned());
+                }
                 state.lots.insert(lot_id.to_owned(), lot);
             } else {
                 return Err(format!("unknown checkpoint key {key:?}"));
@@ -462,3 +533,4 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests;
+pub mod twins;

@@ -10,8 +10,6 @@ use fjord_core::time::TimestampMs;
 
 /// Milliseconds in a day.
 pub const DAY_MS: i64 = 86_400_000;
-/// The window sizes of the two views: `occupancy_1m` and `occupancy_10m`.
-pub const SIZES_MS: [i64; 2] = [60_000, 600_000];
 
 /// A reading as the views need it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,10 +40,8 @@ pub struct SpaceEnd {
 /// The views of a day.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct DayViews {
-    /// 1-minute windows, by lot then start.
-    pub w1m: Vec<OccupancyWindow>,
-    /// 10-minute windows, by lot then start.
-    pub w10m: Vec<OccupancyWindow>,
+    /// The windows of each size (ms), by lot then start.
+    pub windows: BTreeMap<i64, Vec<OccupancyWindow>>,
     /// The state at the end of the day; `None` when the day was computed only up to a
     /// high-water mark inside it.
     pub end: Option<Vec<SpaceEnd>>,
@@ -53,13 +49,14 @@ pub struct DayViews {
 
 /// Computes the windows of `day` (days since the epoch) that end at or before `until`, from the
 /// state `carried` in from the previous day and the day's `readings` (any order, duplicates
-/// allowed). `capacity` gives registered capacities.
+/// allowed), for windows of each of `sizes_ms`. `capacity` gives registered capacities.
 pub fn compute_day(
     day: i32,
     until: TimestampMs,
     carried: &[SpaceEnd],
     readings: &[DayReading],
     capacity: &dyn Fn(&str) -> Option<u32>,
+    sizes_ms: &[i64],
 ) -> DayViews {
     let start = i64::from(day) * DAY_MS;
     let end = start + DAY_MS;
@@ -76,7 +73,7 @@ pub fn compute_day(
         .map(|(lot, spaces)| {
             (
                 lot.to_owned(),
-                LotEngine::seeded(lot, capacity(lot), &SIZES_MS, start, spaces),
+                LotEngine::seeded(lot, capacity(lot), sizes_ms, start, spaces),
             )
         })
         .collect();
@@ -86,21 +83,24 @@ pub fn compute_day(
         }
         let engine = engines
             .entry(r.lot_id.clone())
-            .or_insert_with(|| LotEngine::new(r.lot_id.clone(), capacity(&r.lot_id), &SIZES_MS, 0));
+            .or_insert_with(|| LotEngine::new(r.lot_id.clone(), capacity(&r.lot_id), sizes_ms, 0));
         engine.offer(&r.space_id, r.ts, r.occupied, i64::MIN);
     }
-    let mut views = DayViews::default();
+    let mut views = DayViews {
+        windows: sizes_ms.iter().map(|s| (*s, Vec::new())).collect(),
+        end: None,
+    };
     let mut out = Vec::new();
     for engine in engines.values_mut() {
         out.clear();
         engine.advance(until, &mut out);
         for mut w in out.drain(..) {
             w.source = WindowSource::Batch;
-            if w.window_end - w.window_start == SIZES_MS[0] {
-                views.w1m.push(w);
-            } else {
-                views.w10m.push(w);
-            }
+            views
+                .windows
+                .entry(w.window_end - w.window_start)
+                .or_default()
+                .push(w);
         }
     }
     if until == end {
@@ -129,6 +129,15 @@ mod tests {
     use fjord_core::occupancy::reference::{self, RefReading};
     use proptest::prelude::*;
 
+    const MIN: i64 = 60_000;
+    const SIZES: [i64; 2] = [MIN, 10 * MIN];
+
+    impl DayViews {
+        fn of(&self, size: i64) -> &[OccupancyWindow] {
+            self.windows.get(&size).map_or(&[], Vec::as_slice)
+        }
+    }
+
     fn r(lot: &str, space: &str, ts: TimestampMs, occupied: bool) -> DayReading {
         DayReading {
             lot_id: lot.into(),
@@ -145,9 +154,9 @@ mod tests {
         let mut w1m = Vec::new();
         let mut w10m = Vec::new();
         for day in 0..days {
-            let v = compute_day(day, i64::MAX, &carried, readings, &cap);
-            w1m.extend(v.w1m);
-            w10m.extend(v.w10m);
+            let v = compute_day(day, i64::MAX, &carried, readings, &cap, &SIZES);
+            w1m.extend(v.of(MIN).to_vec());
+            w10m.extend(v.of(10 * MIN).to_vec());
             carried = v.end.expect("a whole day has an end state");
         }
         let refs: Vec<RefReading> = readings
@@ -160,7 +169,7 @@ mod tests {
             })
             .collect();
         let until = i64::from(days) * DAY_MS;
-        for (size, got) in [(SIZES_MS[0], w1m), (SIZES_MS[1], w10m)] {
+        for (size, got) in [(SIZES[0], w1m), (SIZES[1], w10m)] {
             let mut want = reference::windows(&refs, &[size], until, &cap);
             for w in &mut want {
                 w.source = WindowSource::Batch;
@@ -206,32 +215,32 @@ mod tests {
             r("L1", "S2", 1_000, true),
             r("L1", "S2", DAY_MS + 90_000, false),
         ];
-        let day0 = compute_day(0, i64::MAX, &[], &readings, &|_| None);
+        let day0 = compute_day(0, i64::MAX, &[], &readings, &|_| None, &SIZES);
         let end = day0.end.clone().unwrap();
         assert_eq!(end.len(), 2);
-        let day1 = compute_day(1, i64::MAX, &end, &readings, &|_| None);
+        let day1 = compute_day(1, i64::MAX, &end, &readings, &|_| None, &SIZES);
         // The first minute of day 1: both spaces occupied all along, no reading in it.
-        let first = &day1.w1m[0];
+        let first = &day1.of(MIN)[0];
         assert_eq!(first.window_start, DAY_MS);
         assert_eq!(
             (first.occupied_avg, first.readings, first.capacity),
             (2.0, 0, 2)
         );
         // S2 leaves at 00:01:30: departure in the second minute, avg 1.5.
-        let second = &day1.w1m[1];
+        let second = &day1.of(MIN)[1];
         assert_eq!((second.departures, second.occupied_avg), (1, 1.5));
-        assert_eq!(day1.w1m.len(), 1440);
-        assert_eq!(day1.w10m.len(), 144);
+        assert_eq!(day1.of(MIN).len(), 1440);
+        assert_eq!(day1.of(10 * MIN).len(), 144);
         check_against_reference(&readings, 3, false);
     }
 
     #[test]
     fn a_lot_starts_at_its_first_reading_and_stops_at_the_high_water_mark() {
         let readings = vec![r("L2", "S1", 10 * 60_000 + 5, true)];
-        let v = compute_day(0, 30 * 60_000, &[], &readings, &|_| None);
-        assert_eq!(v.w1m.first().unwrap().window_start, 10 * 60_000);
-        assert_eq!(v.w1m.last().unwrap().window_end, 30 * 60_000);
-        assert_eq!(v.w10m.len(), 2);
+        let v = compute_day(0, 30 * 60_000, &[], &readings, &|_| None, &SIZES);
+        assert_eq!(v.of(MIN).first().unwrap().window_start, 10 * 60_000);
+        assert_eq!(v.of(MIN).last().unwrap().window_end, 30 * 60_000);
+        assert_eq!(v.of(10 * MIN).len(), 2);
         assert!(v.end.is_none(), "a partial day has no end state");
     }
 
@@ -242,10 +251,36 @@ mod tests {
             r("L1", "S1", 60_000, false),
             r("L1", "S1", 120_000, true),
         ];
-        let v = compute_day(0, 180_000, &[], &readings, &|_| None);
-        let readings_per_window: Vec<u64> = v.w1m.iter().map(|w| w.readings).collect();
+        let v = compute_day(0, 180_000, &[], &readings, &|_| None, &SIZES);
+        let readings_per_window: Vec<u64> = v.of(MIN).iter().map(|w| w.readings).collect();
         assert_eq!(readings_per_window, [1, 1]);
-        assert_eq!(v.w1m[1].arrivals, 1);
+        assert_eq!(v.of(MIN)[1].arrivals, 1);
+    }
+
+    #[test]
+    fn every_configured_size_gets_its_windows_and_only_those() {
+        let readings = vec![
+            r("L1", "S1", 30 * MIN, true),
+            r("L1", "S1", 90 * MIN, false),
+        ];
+        let sizes = [5 * MIN, 60 * MIN];
+        let v = compute_day(0, DAY_MS, &[], &readings, &|_| None, &sizes);
+        assert_eq!(v.windows.keys().copied().collect::<Vec<_>>(), sizes);
+        let hours = v.of(60 * MIN);
+        assert_eq!(hours.len(), 24);
+        assert_eq!(
+            (
+                hours[0].occupied_avg,
+                hours[1].occupied_avg,
+                hours[1].departures
+            ),
+            (0.5, 0.5, 1)
+        );
+        assert_eq!(
+            v.of(5 * MIN).len(),
+            24 * 12 - 6,
+            "from the first reading's window on"
+        );
     }
 
     proptest! {

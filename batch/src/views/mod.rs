@@ -1,5 +1,7 @@
-//! `fjord batch views`: recomputes `occupancy_1m` and `occupancy_10m` for the dates whose readings
-//! changed since the last run, and records the batch high-water mark (SPEC §4.1, §4.3).
+//! `fjord batch views`: recomputes the views tables `occupancy_<size>` — one per configured
+//! `stream.windows` size, `occupancy_1m` and `occupancy_10m` by default — for the dates whose
+//! readings changed since the last run, and records the batch high-water mark (SPEC §4.1, §4.3).
+//! A size added to the config later gets its table computed from the first date on.
 //!
 //! Bookkeeping lives in the views tables themselves, as Delta application transactions committed
 //! with the rows: `fjord:views:readings-version` (the `readings` version the views reflect) and
@@ -13,7 +15,7 @@
 pub mod compute;
 pub mod log;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
@@ -44,10 +46,8 @@ const DAYS_PER_COMMIT: i32 = 7;
 pub struct ViewsSummary {
     /// Days recomputed.
     pub days: u32,
-    /// Rows written to `occupancy_1m`.
-    pub rows_1m: u64,
-    /// Rows written to `occupancy_10m`.
-    pub rows_10m: u64,
+    /// Rows written to each views table, by table name.
+    pub rows: BTreeMap<&'static str, u64>,
     /// Readings read.
     pub readings: u64,
     /// The high-water mark after the run.
@@ -73,10 +73,29 @@ pub fn state_schema() -> SchemaRef {
 
 /// The batch high-water mark for landed readings up to `max_ts`: everything at least the
 /// out-of-orderness bound plus the allowed lateness older, never in the wall-clock future,
-/// aligned down to the 10-minute windows so both views end at the same instant.
-pub fn high_water_mark(max_ts: TimestampMs, now: TimestampMs, slack_ms: i64) -> TimestampMs {
+/// aligned down to `align_ms` (a multiple of every window size, see [`alignment`]) so that every
+/// view ends at the same instant.
+pub fn high_water_mark(
+    max_ts: TimestampMs,
+    now: TimestampMs,
+    slack_ms: i64,
+    align_ms: i64,
+) -> TimestampMs {
     let t = max_ts.min(now).saturating_sub(slack_ms);
-    t.div_euclid(compute::SIZES_MS[1]) * compute::SIZES_MS[1]
+    t.div_euclid(align_ms.max(1)) * align_ms.max(1)
+}
+
+/// The least common multiple of the window sizes: the high-water mark's step. The config allows
+/// only sizes that divide a day, so this divides a day too.
+pub fn alignment(sizes_ms: &[i64]) -> i64 {
+    fn gcd(a: i64, b: i64) -> i64 {
+        if b == 0 { a } else { gcd(b, a % b) }
+    }
+    sizes_ms
+        .iter()
+        .copied()
+        .filter(|s| *s > 0)
+        .fold(1, |l, s| l / gcd(l, s) * s)
 }
 
 /// Runs the views job once.
@@ -90,23 +109,41 @@ pub async fn views(cfg: &Config, lake: &Lake) -> Result<ViewsSummary> {
         return Ok(summary);
     };
     let rv = i64::try_from(rv).unwrap_or(i64::MAX);
-    let mut state = lake.open(Table::SpaceState).await?;
-    let mut o10 = lake.open(Table::Occupancy10m).await?;
-    let mut o1 = lake.open(Table::Occupancy1m).await?;
+    let sizes: Vec<i64> = cfg
+        .stream
+        .windows
+        .iter()
+        .map(|w| w.as_millis_i64())
+        .collect();
+    // Written in this order: the state, then the views with the first configured size last, so
+    // the first one's high-water mark never runs ahead of another's after a crash in between.
+    let mut tables: Vec<(DeltaTable, &'static str)> = vec![(
+        lake.open(Table::SpaceState).await?,
+        Table::SpaceState.name(),
+    )];
+    for &size in sizes.iter().rev() {
+        let t = Table::Occupancy(size);
+        tables.push((lake.open(t).await?, t.name()));
+    }
 
     let mut processed: Option<i64> = Some(i64::MAX);
-    for (t, name) in [
-        (&state, "_space_state"),
-        (&o10, "occupancy_10m"),
-        (&o1, "occupancy_1m"),
-    ] {
+    for (t, name) in &tables {
         let v = commit::txn_version(t, name, READINGS_VERSION_APP_ID).await?;
         processed = match (processed, v) {
             (Some(a), Some(b)) => Some(a.min(b)),
             _ => None,
         };
     }
-    let old_hwm = commit::txn_version(&o1, "occupancy_1m", HWM_APP_ID).await?;
+    let old_hwm = match tables.last() {
+        Some((t, name)) => commit::txn_version(t, name, HWM_APP_ID).await?,
+        None => None,
+    };
+    // the mark never moves back, also when a size added to the config (a table without a mark, or
+    // one with a coarser alignment) comes first: the highest mark of any views table is its floor
+    let mut floor = old_hwm;
+    for (t, name) in &tables[1..] {
+        floor = floor.max(commit::txn_version(t, name, HWM_APP_ID).await?);
+    }
     summary.readings_version = processed;
     summary.hwm = old_hwm;
 
@@ -133,10 +170,11 @@ pub async fn views(cfg: &Config, lake: &Lake) -> Result<ViewsSummary> {
     };
     let slack =
         cfg.stream.out_of_orderness.as_millis_i64() + cfg.stream.allowed_lateness.as_millis_i64();
+    let align = alignment(&sizes);
     let new_hwm = max_ts
-        .map(|m| high_water_mark(m, now_ms(), slack))
+        .map(|m| high_water_mark(m, now_ms(), slack, align))
         .into_iter()
-        .chain(old_hwm)
+        .chain(floor)
         .max();
     let Some(hwm) = new_hwm else {
         return Ok(summary);
@@ -151,16 +189,7 @@ pub async fn views(cfg: &Config, lake: &Lake) -> Result<ViewsSummary> {
     let Some(&first) = dates.iter().find(|d| **d <= last) else {
         tracing::info!(hwm = %fjord_core::time::format_rfc3339_ms(hwm), "views are up to date");
         if processed != Some(rv) {
-            record_only(
-                &mut [
-                    (&mut state, "_space_state"),
-                    (&mut o10, "occupancy_10m"),
-                    (&mut o1, "occupancy_1m"),
-                ],
-                rv,
-                hwm,
-            )
-            .await?;
+            record_only(&mut tables, rv, hwm).await?;
         }
         summary.readings_version = Some(rv);
         return Ok(summary);
@@ -169,7 +198,7 @@ pub async fn views(cfg: &Config, lake: &Lake) -> Result<ViewsSummary> {
 
     let registry = cfg.lots_registry()?;
     let (mut carried, first) = {
-        let state_ctx = query::session(&[("space_state", &state)]).await?;
+        let state_ctx = query::session(&[("space_state", &tables[0].0)]).await?;
         let carried = load_state(&state_ctx, first - 1).await?;
         if carried.is_empty() && first_date < first {
             tracing::warn!(
@@ -192,17 +221,22 @@ pub async fn views(cfg: &Config, lake: &Lake) -> Result<ViewsSummary> {
     let mut day = first;
     while day <= last {
         let chunk_last = (day + DAYS_PER_COMMIT - 1).min(last);
-        let mut w1m = Vec::new();
-        let mut w10m = Vec::new();
+        let mut windows: BTreeMap<i64, Vec<_>> = BTreeMap::new();
         let mut ends: Vec<(i32, Vec<SpaceEnd>)> = Vec::new();
         for d in day..=chunk_last {
             let day_readings = load_day(&ctx, d).await?;
             summary.readings += day_readings.len() as u64;
-            let v = compute_day(d, hwm, &carried, &day_readings, &|lot| {
-                registry.capacity(lot)
-            });
-            w1m.extend(v.w1m);
-            w10m.extend(v.w10m);
+            let v = compute_day(
+                d,
+                hwm,
+                &carried,
+                &day_readings,
+                &|lot| registry.capacity(lot),
+                &sizes,
+            );
+            for (size, w) in v.windows {
+                windows.entry(size).or_default().extend(w);
+            }
             if let Some(end) = v.end {
                 carried = end.clone();
                 ends.push((d, end));
@@ -218,36 +252,18 @@ pub async fn views(cfg: &Config, lake: &Lake) -> Result<ViewsSummary> {
         } else {
             Vec::new()
         };
-        let state_batch = state_batch(&ends);
-        replace_days(
-            &mut state,
-            "_space_state",
-            state_batch,
-            day,
-            chunk_last,
-            &txns,
-        )
-        .await?;
-        summary.rows_10m += w10m.len() as u64;
-        replace_days(
-            &mut o10,
-            "occupancy_10m",
-            occupancy_batch(&w10m),
-            day,
-            chunk_last,
-            &txns,
-        )
-        .await?;
-        summary.rows_1m += w1m.len() as u64;
-        replace_days(
-            &mut o1,
-            "occupancy_1m",
-            occupancy_batch(&w1m),
-            day,
-            chunk_last,
-            &txns,
-        )
-        .await?;
+        for (i, (table, name)) in tables.iter_mut().enumerate() {
+            let name: &'static str = name;
+            let batch = if i == 0 {
+                state_batch(&ends)
+            } else {
+                let size = sizes[sizes.len() - i];
+                let rows = windows.remove(&size).unwrap_or_default();
+                *summary.rows.entry(name).or_default() += rows.len() as u64;
+                occupancy_batch(&rows)
+            };
+            replace_days(table, name, batch, day, chunk_last, &txns).await?;
+        }
         day = chunk_last + 1;
     }
     summary.hwm = Some(hwm);
@@ -417,7 +433,7 @@ async fn replace_days(
 }
 
 /// Records the readings version and high-water mark without rewriting anything.
-async fn record_only(tables: &mut [(&mut DeltaTable, &str)], rv: i64, hwm: i64) -> Result<()> {
+async fn record_only(tables: &mut [(DeltaTable, &'static str)], rv: i64, hwm: i64) -> Result<()> {
     for (t, name) in tables.iter_mut() {
         commit::append(
             t,
@@ -442,9 +458,18 @@ mod tests {
     fn the_high_water_mark_trails_the_data_and_the_clock() {
         let m = 10 * 60_000;
         // 65 s of slack, aligned down to 10 minutes.
-        assert_eq!(high_water_mark(3 * m + 70_000, i64::MAX, 65_000), 3 * m);
-        assert_eq!(high_water_mark(3 * m + 60_000, i64::MAX, 65_000), 2 * m);
+        assert_eq!(high_water_mark(3 * m + 70_000, i64::MAX, 65_000, m), 3 * m);
+        assert_eq!(high_water_mark(3 * m + 60_000, i64::MAX, 65_000, m), 2 * m);
         // A device clock in the future does not move it past now.
-        assert_eq!(high_water_mark(100 * m, 5 * m + 70_000, 65_000), 5 * m);
+        assert_eq!(high_water_mark(100 * m, 5 * m + 70_000, 65_000, m), 5 * m);
+    }
+
+    #[test]
+    fn the_high_water_mark_steps_by_a_multiple_of_every_window() {
+        let min = 60_000;
+        assert_eq!(alignment(&[min, 10 * min]), 10 * min);
+        assert_eq!(alignment(&[15 * min, 10 * min, min]), 30 * min);
+        assert_eq!(alignment(&[60 * min]), 60 * min);
+        assert_eq!(86_400_000 % alignment(&[45 * min, 32 * min]), 0);
     }
 }

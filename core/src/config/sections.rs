@@ -65,6 +65,12 @@ pub struct KafkaConfig {
     pub partitions: i32,
     /// Replication factor of the topics fjord creates (`-1`: the broker's default).
     pub replication_factor: i32,
+    /// How long a broker may hold a consumer's fetch that finds no new data (librdkafka's
+    /// `fetch.wait.max.ms`), for every consumer of fjord. It bounds the latency of each Kafka hop on
+    /// brokers that answer only when the wait is over (librdkafka's mock cluster, which the demo
+    /// embeds, and tansu); Apache Kafka and Redpanda answer as soon as data arrives, so there a
+    /// longer wait only saves idle requests. `[kafka.options]` still overrides it.
+    pub fetch_wait: Duration,
     /// Extra librdkafka properties passed through verbatim, e.g. `"security.protocol" = "SASL_SSL"`.
     pub options: BTreeMap<String, String>,
 }
@@ -77,6 +83,7 @@ impl Default for KafkaConfig {
             client_id: "fjord".into(),
             partitions: 6,
             replication_factor: -1,
+            fetch_wait: Duration::from_millis(10),
             options: BTreeMap::new(),
         }
     }
@@ -111,6 +118,13 @@ impl KafkaConfig {
         }
         if self.partitions < 1 {
             p.push(("kafka.partitions".into(), "must be at least 1".into()));
+        }
+        // librdkafka wants it well below socket.timeout.ms (60 s by default)
+        if self.fetch_wait.as_millis_i64() > 30_000 {
+            p.push((
+                "kafka.fetch_wait".into(),
+                format!("at most 30s, got {}", self.fetch_wait),
+            ));
         }
         if self.replication_factor == 0 || self.replication_factor < -1 {
             p.push((

@@ -41,6 +41,16 @@ impl fmt::Display for PayloadFormat {
     }
 }
 
+impl PayloadFormat {
+    /// The media type of the format (`application/json`, `application/cbor`).
+    pub fn media_type(self) -> &'static str {
+        match self {
+            PayloadFormat::Json => "application/json",
+            PayloadFormat::Cbor => "application/cbor",
+        }
+    }
+}
+
 /// A message to decode.
 #[derive(Clone, Copy, Debug)]
 pub struct RawMessage<'a> {

@@ -7,5 +7,5 @@ mod occupancy;
 mod reading;
 
 pub use alert::{Alert, AlertStatus, Severity};
-pub use occupancy::{LiveRow, OccupancyWindow, WindowSource};
+pub use occupancy::{LiveRow, OccupancyWindow, SpaceRow, WindowSource};
 pub use reading::{Reading, TsSource};

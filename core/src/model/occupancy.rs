@@ -70,3 +70,29 @@ pub struct LiveRow {
     #[serde(with = "crate::serde_ts")]
     pub updated_at: TimestampMs,
 }
+
+/// One space's digital twin (a record of the compacted `spaces-live` topic, a row of `spaces_live`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpaceRow {
+    /// The lot.
+    pub lot_id: String,
+    /// The space.
+    pub space_id: String,
+    /// Occupied by its newest reading (by event time).
+    pub occupied: bool,
+    /// Event time since when it has been in that state (its first reading in that state).
+    #[serde(with = "crate::serde_ts")]
+    pub since: TimestampMs,
+    /// Battery of its newest reading, if that reading carried one.
+    pub battery: Option<i16>,
+    /// Event time of its newest reading.
+    #[serde(with = "crate::serde_ts")]
+    pub last_seen: TimestampMs,
+}
+
+impl SpaceRow {
+    /// The record key of a twin: lot and space as a JSON array, unambiguous whatever the ids hold.
+    pub fn key(&self) -> Vec<u8> {
+        serde_json::to_vec(&[&self.lot_id, &self.space_id]).unwrap_or_default()
+    }
+}

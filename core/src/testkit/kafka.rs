@@ -41,7 +41,7 @@ pub async fn collect(
     timeout: Duration,
     mut done: impl FnMut(&[Record]) -> bool,
 ) -> Vec<Record> {
-    let consumer: StreamConsumer = crate::kafka::client_config(cfg)
+    let consumer: StreamConsumer = crate::kafka::consumer_config(cfg)
         .set("group.id", super::unique_name("collect"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")

@@ -1,13 +1,14 @@
 //! The speed layer as the serving layer holds it (SPEC §4.3, §7): the windows of `fjord.occupancy`
 //! that the batch views do not cover yet, the current occupancy per lot from the compacted live
-//! topic, and each space's digital twin (`spaces_live`) from `fjord.readings`.
+//! topic, and each space's digital twin (`spaces_live`) from the compacted `spaces-live` topic.
 //!
 //! This module is the state and its tables; [`feed`] fills it from Kafka. Everything here is
 //! idempotent, so replays (at-least-once reads, a restart reading the topics again) never count a
-//! window or a reading twice: windows are keyed by (size, lot, start), live rows by lot, and a
-//! space keeps its newest reading.
+//! window twice: windows are keyed by (size, lot, start), live rows by lot, twins by (lot, space),
+//! each keeping its newest value.
 
 pub mod feed;
+pub mod trim;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -16,7 +17,7 @@ use arrow::array::{
     ArrayRef, BooleanBuilder, Float64Builder, Int16Builder, Int32Builder, RecordBatch,
     StringBuilder, TimestampMicrosecondBuilder,
 };
-use fjord_core::model::{Alert, AlertStatus, LiveRow, OccupancyWindow};
+use fjord_core::model::{Alert, AlertStatus, LiveRow, OccupancyWindow, SpaceRow};
 use fjord_core::time::TimestampMs;
 
 /// The latest known state of one space.
@@ -66,10 +67,13 @@ impl SpeedState {
             .collect()
     }
 
-    /// Forgets the windows of `size_ms` that the batch views now cover (ending at or before `hwm`).
-    pub fn trim(&mut self, size_ms: i64, hwm: TimestampMs) {
+    /// Forgets the windows of `size_ms` that the batch views now cover (ending at or before `hwm`);
+    /// returns how many.
+    pub fn trim(&mut self, size_ms: i64, hwm: TimestampMs) -> usize {
+        let before = self.windows.len();
         self.windows
             .retain(|(s, _, _), w| *s != size_ms || w.window_end > hwm);
+        before - self.windows.len()
     }
 
     /// Windows held, all sizes.
@@ -87,49 +91,23 @@ impl SpeedState {
         }
     }
 
-    /// Takes in one reading of a space. Only a newer reading changes the twin; a duplicate or an
-    /// out-of-order one leaves it as it is.
-    pub fn observe(
-        &mut self,
-        lot_id: &str,
-        space_id: &str,
-        ts: TimestampMs,
-        occupied: bool,
-        battery: Option<i16>,
-    ) {
-        let key = (lot_id.to_owned(), space_id.to_owned());
-        match self.spaces.get_mut(&key) {
-            Some(s) if ts <= s.last_seen => {}
-            Some(s) => {
-                if s.occupied != occupied {
-                    s.occupied = occupied;
-                    s.since = ts;
-                }
-                s.battery = battery;
-                s.last_seen = ts;
-            }
-            None => {
+    /// Takes in a space's twin from the compacted `spaces-live` topic; a replayed older one does
+    /// not win over a newer one.
+    pub fn set_space(&mut self, row: SpaceRow) {
+        let key = (row.lot_id, row.space_id);
+        match self.spaces.get(&key) {
+            Some(s) if s.last_seen > row.last_seen => {}
+            _ => {
                 self.spaces.insert(
-                    key,
+                    key.clone(),
                     Space {
-                        lot_id: lot_id.to_owned(),
-                        occupied,
-                        since: ts,
-                        battery,
-                        last_seen: ts,
+                        lot_id: key.0,
+                        occupied: row.occupied,
+                        since: row.since,
+                        battery: row.battery,
+                        last_seen: row.last_seen,
                     },
                 );
-            }
-        }
-    }
-
-    /// Seeds a twin from the lake (kept only if newer than what the topic already said).
-    pub fn seed(&mut self, space_id: &str, space: Space) {
-        let key = (space.lot_id.clone(), space_id.to_owned());
-        match self.spaces.get(&key) {
-            Some(s) if s.last_seen >= space.last_seen => {}
-            _ => {
-                self.spaces.insert(key, space);
             }
         }
     }
@@ -314,47 +292,25 @@ mod tests {
     }
 
     #[test]
-    fn a_twin_follows_the_newest_reading_and_knows_since_when() {
+    fn a_twin_keeps_its_newest_row() {
         let mut s = SpeedState::default();
-        s.observe("L1", "S1", 1_000, true, Some(90));
-        s.observe("L1", "S1", 2_000, true, Some(89));
-        assert_eq!(
-            s.space("L1", "S1").unwrap().since,
-            1_000,
-            "same state: since stays"
-        );
-        s.observe("L1", "S1", 3_000, false, None);
-        s.observe("L1", "S1", 2_500, true, Some(1)); // out of order: ignored
-        s.observe("L1", "S1", 3_000, true, Some(1)); // duplicate ts: ignored
+        let row = |occupied: bool, since: i64, last_seen: i64| SpaceRow {
+            lot_id: "L1".into(),
+            space_id: "S1".into(),
+            occupied,
+            since,
+            battery: Some(80),
+            last_seen,
+        };
+        s.set_space(row(false, 3_000, 3_000));
+        s.set_space(row(true, 1_000, 2_000)); // replayed older twin: ignored
         let t = s.space("L1", "S1").unwrap();
-        assert_eq!(
-            (t.occupied, t.since, t.last_seen, t.battery),
-            (false, 3_000, 3_000, None)
-        );
-        // a lake seed older than the topic's state changes nothing; a newer one wins
-        s.seed(
-            "S1",
-            Space {
-                lot_id: "L1".into(),
-                occupied: true,
-                since: 0,
-                battery: None,
-                last_seen: 2_000,
-            },
-        );
-        assert!(!s.space("L1", "S1").unwrap().occupied);
-        s.seed(
-            "S2",
-            Space {
-                lot_id: "L1".into(),
-                occupied: true,
-                since: 5,
-                battery: Some(50),
-                last_seen: 9,
-            },
-        );
-        let b = s.spaces_batch();
-        assert_eq!(b.num_rows(), 2);
+        assert_eq!((t.occupied, t.since, t.last_seen), (false, 3_000, 3_000));
+        s.set_space(SpaceRow {
+            space_id: "S2".into(),
+            ..row(true, 5, 9)
+        });
+        assert_eq!(s.spaces_batch().num_rows(), 2);
     }
 
     #[test]

@@ -147,7 +147,7 @@ fn hook(
 
 fn consumer(config: &Config, webhook: &Webhook, topic: &str) -> Result<StreamConsumer> {
     let group = format!("{}-{}", config.alerts.delivery.group_id, webhook.name);
-    let consumer: StreamConsumer = kafka::client_config(&config.kafka)
+    let consumer: StreamConsumer = kafka::consumer_config(&config.kafka)
         .set("group.id", &group)
         .set("isolation.level", "read_committed")
         .set("enable.auto.commit", "false")

@@ -33,7 +33,7 @@ use fjord_core::kafka::{self, HEADER_CONTENT_TYPE, HEADER_MQTT_TOPIC, HEADER_REC
 use fjord_core::time::now_ms;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{Headers, Message};
-use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::{error, info, warn};
 
 use self::sink::Sink;
@@ -110,6 +110,7 @@ pub async fn ensure_topics(config: &Config) -> Result<()> {
             &topics.late,
             &topics.dlq,
             &topics.live,
+            &topics.spaces_live,
             &topics.stream_state,
         ],
         partitions,
@@ -154,7 +155,7 @@ pub fn run(
         &format!("{}-{instance}", config.stream.group_id),
     )?;
     // consumers read only committed records (a no-op without transactions)
-    let mut read = base.clone();
+    let mut read = kafka::consumer_config(&config.kafka);
     read.set("isolation.level", "read_committed");
     let mut consumer_cfg = read.clone();
     consumer_cfg
@@ -183,7 +184,7 @@ pub fn run(
         presence_uncommitted: BTreeSet::new(),
         state_partitions,
         topics: topics.clone(),
-        restore_cfg: read,
+        restorer: restore::Restorer::new(&read)?,
         sink,
         states: BTreeMap::new(),
         metrics,
@@ -333,7 +334,7 @@ struct Processor {
     /// Partitions of the changelog (= of `readings`); presence partition p uses p mod this.
     state_partitions: i32,
     topics: Topics,
-    restore_cfg: ClientConfig,
+    restorer: restore::Restorer,
     sink: Sink,
     states: BTreeMap<i32, PartitionState>,
     metrics: StreamMetrics,
@@ -347,12 +348,9 @@ struct Processor {
 
 impl Processor {
     fn restore(&mut self, partition: i32) -> Result<()> {
-        let records = restore::read_changelog(
-            &self.restore_cfg,
-            &self.topics.stream_state,
-            partition,
-            KAFKA_TIMEOUT,
-        )?;
+        let records =
+            self.restorer
+                .read_changelog(&self.topics.stream_state, partition, KAFKA_TIMEOUT)?;
         let n = records.len();
         let state = PartitionState::restore(partition, &self.settings, records)
             .map_err(|reason| Error::Checkpoint { partition, reason })?;
@@ -368,8 +366,7 @@ impl Processor {
     }
 
     fn restore_presence(&mut self, partition: i32) -> Result<()> {
-        let records = restore::read_changelog(
-            &self.restore_cfg,
+        let records = self.restorer.read_changelog(
             &self.topics.stream_state,
             partition % self.state_partitions,
             KAFKA_TIMEOUT,
@@ -548,6 +545,9 @@ impl Processor {
         for (&partition, state) in &mut self.states {
             for row in state.take_live() {
                 records.push(output::live_record(&self.topics, &row));
+            }
+            for row in state.take_spaces() {
+                records.push(output::space_record(&self.topics, &row));
             }
             for (key, value) in state.take_checkpoint() {
                 records.push(output::checkpoint_record(

@@ -1,0 +1,295 @@
+//! What a newcomer sees in `fjord demo` (default settings, simulator on): the serving layer is
+//! live, on the embedded Kafka and on tansu (`--kafka`, at least once). Through the real binary
+//! and real clients (MQTT publish, SQL over HTTP, Kafka consumer):
+//! `/readyz` turns 200 within 10 s of start; a published reading shows in `spaces_live` and
+//! `occupancy_live` within 2 s; a window the stream processor writes to `fjord.occupancy` is in
+//! `occupancy_1m` within 2 s of being written; `fjord.readings` records carry the payload's
+//! content type even when the device declared none.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fjord_core::testkit::{free_port, temp_dir, unique_name};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::Value;
+
+const FJORD: &str = env!("CARGO_BIN_EXE_fjord");
+const TOKEN: &str = "live-test-token-1234";
+/// SPEC §7 and issue bounds: how far the served speed layer may trail Kafka.
+const FRESH: Duration = Duration::from_secs(2);
+/// How soon after start `/readyz` must answer 200.
+const READY: Duration = Duration::from_secs(10);
+
+/// `fjord demo` as a newcomer starts it (simulator on), killed when dropped.
+struct Demo(Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The two runs share 2 cores: one at a time, so neither measures the other's load.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn start(data_dir: &Path, mqtt_port: u16, http_port: u16, kafka: Option<&str>) -> Demo {
+    let mut cmd = Command::new(FJORD);
+    cmd.args(["demo", "--auth-token", TOKEN]);
+    if let Some(brokers) = kafka {
+        // tansu has no transactions: the processor runs at least once
+        cmd.args(["--kafka", brokers])
+            .env("FJORD__STREAM__PROCESSING_GUARANTEE", "at_least_once");
+    }
+    let child = cmd
+        // windows final 10 s after their end instead of 65 s: the test waits less, and what it
+        // checks (the time from a window's write to its row in SQL) does not depend on it
+        .env("FJORD__STREAM__ALLOWED_LATENESS", "5s")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--mqtt-port", &mqtt_port.to_string()])
+        .args(["--http-port", &http_port.to_string()])
+        .args(["--pg-port", &free_port().to_string()])
+        .args(["--flight-port", &free_port().to_string()])
+        .env_remove("FJORD_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start fjord demo");
+    Demo(child)
+}
+
+async fn sql(http: &str, query: &str) -> Vec<Value> {
+    let r = reqwest::Client::new()
+        .post(format!("{http}/api/sql"))
+        .bearer_auth(TOKEN)
+        .body(query.to_owned())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{query}");
+    r.json::<Vec<Value>>().await.unwrap()
+}
+
+/// Polls `query` until `done` holds for its rows; the time it took, or `None` after `limit`.
+async fn until(
+    http: &str,
+    query: &str,
+    limit: Duration,
+    done: impl Fn(&[Value]) -> bool,
+) -> Option<Duration> {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if done(&sql(http, query).await) {
+            return Some(t0.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+async fn publisher(port: u16) -> AsyncClient {
+    let mut opts = MqttOptions::new(unique_name("live"), "127.0.0.1", port);
+    opts.set_credentials("fjord", TOKEN);
+    let (client, mut lp) = AsyncClient::new(opts, 100);
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), lp.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => break,
+            Ok(Ok(_)) => {}
+            other => panic!("no CONNACK: {other:?}"),
+        }
+    }
+    tokio::spawn(async move { while lp.poll().await.is_ok() {} });
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_serves_what_the_stream_computes_within_seconds() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    serves_live(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_on_tansu_serves_what_the_stream_computes_within_seconds() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let tansu = fjord_core::testkit::Tansu::start().expect("tansu");
+    serves_live(Some(&tansu.bootstrap())).await;
+}
+
+async fn serves_live(kafka: Option<&str>) {
+    let dir = temp_dir();
+    let data_dir = dir.path().join("data");
+    let (mqtt_port, http_port) = (free_port(), free_port());
+    let started = Instant::now();
+    let _demo = start(&data_dir, mqtt_port, http_port, kafka);
+    let http = format!("http://127.0.0.1:{http_port}");
+
+    // readiness
+    let client = reqwest::Client::new();
+    let mut ready_after = None;
+    while started.elapsed() < Duration::from_secs(60) {
+        if let Ok(r) = client.get(format!("{http}/readyz")).send().await
+            && r.status() == 200
+        {
+            ready_after = Some(started.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ready_after = ready_after.expect("/readyz never answered 200 within 60 s");
+    assert!(
+        ready_after <= READY,
+        "/readyz took {ready_after:?} (bound {READY:?})"
+    );
+
+    // a Kafka consumer at the end of fjord.occupancy, to see when windows are written
+    let endpoints: Value =
+        serde_json::from_str(&std::fs::read_to_string(data_dir.join("endpoints.json")).unwrap())
+            .unwrap();
+    let bootstrap = endpoints["kafka"]["bootstrap_servers"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let windows: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", unique_name("g"))
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .unwrap();
+    let partitions = windows
+        .fetch_metadata(Some("fjord.occupancy"), Duration::from_secs(10))
+        .unwrap()
+        .topics()[0]
+        .partitions()
+        .len() as i32;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset("fjord.occupancy", p, Offset::End)
+            .unwrap();
+    }
+    windows.assign(&tpl).unwrap();
+
+    // readings of one lot of our own, while the simulator keeps its 20 readings/s going
+    let lot = "freshlot";
+    let mqtt = publisher(mqtt_port).await;
+    for (i, occupied) in [true, true, false, true].into_iter().enumerate() {
+        let space = format!("F{i}");
+        let sent = Instant::now();
+        mqtt.publish(
+            format!("parking/{lot}/{space}"),
+            QoS::AtLeastOnce,
+            false,
+            format!(r#"{{"occupied":{occupied},"battery":{}}}"#, 90 - i),
+        )
+        .await
+        .unwrap();
+        let took = until(
+            &http,
+            &format!(
+                "SELECT occupied, battery FROM spaces_live WHERE lot_id = '{lot}' AND space_id = '{space}'"
+            ),
+            Duration::from_secs(30),
+            |rows| {
+                rows.first().is_some_and(|r| {
+                    r["occupied"] == occupied && r["battery"] == Value::from(90 - i)
+                })
+            },
+        )
+        .await
+        .unwrap_or_else(|| panic!("{space} never showed in spaces_live"));
+        assert!(
+            took <= FRESH,
+            "{space} took {took:?} to show in spaces_live (bound {FRESH:?}, {:?} since the publish)",
+            sent.elapsed()
+        );
+    }
+    let took = until(
+        &http,
+        &format!("SELECT occupied, capacity FROM occupancy_live WHERE lot_id = '{lot}'"),
+        FRESH,
+        |rows| {
+            rows.first()
+                .is_some_and(|r| r["occupied"] == 3 && r["capacity"] == 4)
+        },
+    )
+    .await;
+    assert!(
+        took.is_some(),
+        "occupancy_live of {lot} not 3 of 4 within {FRESH:?}"
+    );
+
+    // the content type the bridge sniffed rides on the record
+    let raw: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", unique_name("g"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    raw.subscribe(&["fjord.readings"]).unwrap();
+    let content_type = tokio::task::block_in_place(|| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(Ok(m)) = raw.poll(Duration::from_millis(200))
+                && m.key() == Some(lot.as_bytes())
+            {
+                return m.headers().and_then(|h| {
+                    h.iter()
+                        .find(|h| h.key == "fjord-content-type")
+                        .and_then(|h| h.value.map(|v| String::from_utf8_lossy(v).into_owned()))
+                });
+            }
+        }
+        panic!("no record of {lot} in fjord.readings");
+    });
+    assert_eq!(content_type.as_deref(), Some("application/json"));
+
+    // the lot's first 1-minute window: in SQL within 2 s of its Kafka write
+    let mut seen = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while seen < 1 && Instant::now() < deadline {
+        let Some(Ok(m)) = tokio::task::block_in_place(|| {
+            windows
+                .poll(Duration::from_millis(200))
+                .map(|r| r.map(|m| m.detach()))
+        }) else {
+            continue;
+        };
+        let written = Instant::now();
+        let w: Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+        if w["lot_id"] != lot
+            || m.headers()
+                .and_then(|h| h.iter().find(|h| h.key == "fjord-window"))
+                .and_then(|h| h.value)
+                != Some(b"1m".as_slice())
+        {
+            continue;
+        }
+        let start = w["window_start"].as_str().unwrap().to_owned();
+        let start_us = fjord_core::time::parse_rfc3339(&start).unwrap() * 1000;
+        let took = until(
+            &http,
+            &format!(
+                "SELECT occupied_end, readings FROM occupancy_1m \
+                 WHERE lot_id = '{lot}' AND CAST(window_start AS BIGINT) = {start_us}"
+            ),
+            Duration::from_secs(30),
+            |rows| rows.len() == 1,
+        )
+        .await
+        .unwrap_or_else(|| panic!("window {start} never showed in occupancy_1m"));
+        let lag = written.elapsed().max(took);
+        assert!(
+            lag <= FRESH,
+            "window {start} took {lag:?} to show in occupancy_1m (bound {FRESH:?})"
+        );
+        seen += 1;
+    }
+    assert_eq!(
+        seen, 1,
+        "the stream processor wrote no 1m window of {lot} within 120 s"
+    );
+}
