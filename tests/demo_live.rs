@@ -23,6 +23,8 @@ const TOKEN: &str = "live-test-token-1234";
 const FRESH: Duration = Duration::from_secs(2);
 /// How soon after start `/readyz` must answer 200.
 const READY: Duration = Duration::from_secs(10);
+/// How soon after start a reading goes all the way to SQL.
+const LIVE: Duration = Duration::from_secs(10);
 
 /// `fjord demo` as a newcomer starts it (simulator on), killed when dropped.
 struct Demo(Child);
@@ -173,9 +175,34 @@ async fn serves_live(kafka: Option<&str>) {
     }
     windows.assign(&tpl).unwrap();
 
+    // the whole pipeline is live soon after start: a first reading through bridge, stream
+    // processor and serve (the processor joins its consumer group after the server is up)
+    let mqtt = publisher(mqtt_port).await;
+    mqtt.publish(
+        "parking/warmup/W1",
+        QoS::AtLeastOnce,
+        false,
+        r#"{"occupied":true}"#,
+    )
+    .await
+    .unwrap();
+    until(
+        &http,
+        "SELECT occupied FROM spaces_live WHERE lot_id = 'warmup'",
+        Duration::from_secs(60),
+        |rows| rows.len() == 1,
+    )
+    .await
+    .expect("the first reading never showed in spaces_live");
+    let live_after = started.elapsed();
+    eprintln!("/readyz after {ready_after:?}, first reading served after {live_after:?}");
+    assert!(
+        live_after <= LIVE,
+        "the first reading showed in spaces_live {live_after:?} after start (bound {LIVE:?})"
+    );
+
     // readings of one lot of our own, while the simulator keeps its 20 readings/s going
     let lot = "freshlot";
-    let mqtt = publisher(mqtt_port).await;
     for (i, occupied) in [true, true, false, true].into_iter().enumerate() {
         let space = format!("F{i}");
         let sent = Instant::now();
@@ -195,7 +222,7 @@ async fn serves_live(kafka: Option<&str>) {
             Duration::from_secs(30),
             |rows| {
                 rows.first().is_some_and(|r| {
-                    r["occupied"] == occupied && r["battery"] == Value::from(90 - i)
+                    r["occupied"] == occupied && r["battery"] == 90 - i
                 })
             },
         )
