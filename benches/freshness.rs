@@ -9,7 +9,7 @@
 //!
 //! Run: `cargo bench --bench freshness` (env: `RATES` readings/s, default `20,10000`; `BROKERS`,
 //! default `embedded`, plus `tansu` when `FJORD_TANSU` names its binary, as for the tests;
-//! `SECONDS` per run, default 150, long enough for 1-minute windows).
+//! `RUN_SECONDS` per run, default 150, long enough for 1-minute windows).
 
 mod common;
 
@@ -39,7 +39,8 @@ async fn sql(http: &str, query: &str) -> Vec<Value> {
     }
 }
 
-/// Milliseconds until `query`'s rows satisfy `done` (polling every 10 ms), at most 10 s.
+/// Milliseconds until `query`'s rows satisfy `done` (polling every 25 ms, so a figure is up to
+/// 25 ms late), at most 10 s.
 async fn visible_after(
     t0: Instant,
     http: &str,
@@ -50,7 +51,7 @@ async fn visible_after(
         if done(&sql(http, query).await) {
             return Some(t0.elapsed().as_secs_f64() * 1000.0);
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
     None
 }
@@ -148,6 +149,12 @@ async fn run(broker: &str, rate: u64, seconds: u64) {
         common::stop_demo(demo);
         return;
     };
+    // the demo writes endpoints.json once everything runs, which is after the server is ready
+    let endpoints_path = data.join("endpoints.json");
+    assert!(
+        fjord_core::testkit::wait_until(Duration::from_secs(60), || endpoints_path.exists()),
+        "the demo did not start"
+    );
     let endpoints: Value = serde_json::from_str(
         &std::fs::read_to_string(data.join("endpoints.json")).expect("endpoints.json"),
     )
@@ -161,6 +168,24 @@ async fn run(broker: &str, rate: u64, seconds: u64) {
     let load = common::background_load(mqtt_port, rate, stop.clone());
     let mut windows = watch_windows(bootstrap, stop.clone());
     let probe = client(mqtt_port, "bench-probe", 10).await;
+    // warm-up: the stream processor joins its consumer group after the server is ready
+    probe
+        .publish(
+            "parking/P0/W",
+            QoS::AtLeastOnce,
+            false,
+            r#"{"occupied":false}"#,
+        )
+        .await
+        .unwrap();
+    let warm = Instant::now();
+    while sql(&http, "SELECT 1 FROM spaces_live WHERE space_id = 'W'")
+        .await
+        .is_empty()
+        && warm.elapsed() < Duration::from_secs(60)
+    {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
     let (mut spaces, mut live, mut window_lag) = (Vec::new(), Vec::new(), Vec::new());
     let mut occupied: BTreeMap<u32, bool> = BTreeMap::new();
     let (mut missed, mut i) = (0, 0u32);
@@ -251,13 +276,13 @@ fn main() {
             "embedded".into()
         }
     });
-    let seconds: u64 = env_or("SECONDS", 150);
+    let seconds: u64 = env_or("RUN_SECONDS", 150);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    println!("fjord demo, release build, HTTP SQL polled every 10 ms (latencies include that):");
+    println!("fjord demo, release build, HTTP SQL polled every 25 ms (latencies include that):");
     for broker in brokers.split(',') {
         for rate in rates.split(',') {
             let rate: u64 = rate.trim().parse().expect("RATES: numbers");

@@ -148,7 +148,13 @@ async fn serves_live(kafka: Option<&str>) {
         "/readyz took {ready_after:?} (bound {READY:?})"
     );
 
-    // a Kafka consumer at the end of fjord.occupancy, to see when windows are written
+    // a Kafka consumer at the end of fjord.occupancy, to see when windows are written (the demo
+    // writes endpoints.json once everything runs, which is after the server is ready)
+    let endpoints_path = data_dir.join("endpoints.json");
+    assert!(
+        fjord_core::testkit::wait_until(Duration::from_secs(60), || endpoints_path.exists()),
+        "endpoints.json not written"
+    );
     let endpoints: Value =
         serde_json::from_str(&std::fs::read_to_string(data_dir.join("endpoints.json")).unwrap())
             .unwrap();

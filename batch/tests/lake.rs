@@ -57,10 +57,12 @@ async fn windows(lake: &Lake, table: Table) -> Vec<WindowRow> {
 
 /// The views of the lake equal the reference over `readings` up to the high-water mark.
 async fn check_views(lake: &Lake, readings: &[RefReading], hwm: i64) {
-    for (table, size) in [
-        (Table::Occupancy(MIN), MIN),
-        (Table::Occupancy(10 * MIN), 10 * MIN),
-    ] {
+    check_views_of(lake, readings, hwm, &[MIN, 10 * MIN]).await;
+}
+
+/// The views tables of `sizes` equal the reference over `readings` up to the high-water mark.
+async fn check_views_of(lake: &Lake, readings: &[RefReading], hwm: i64, sizes: &[i64]) {
+    for (table, size) in sizes.iter().map(|s| (Table::Occupancy(*s), *s)) {
         let got = windows(lake, table).await;
         let want: Vec<WindowRow> = reference::windows(readings, &[size], hwm, &|_| None)
             .into_iter()
@@ -205,6 +207,21 @@ async fn suite(tansu: &Tansu, url: &str, options: BTreeMap<String, String>) {
         "yesterday and the days after it: {v:?}"
     );
     check_views(&lake, &all, v.hwm.unwrap()).await;
+
+    // A window size added to the config, listed first: the next run computes its table from the
+    // first date, the high-water mark does not move back to the new size's coarser step, and
+    // every views table equals the reference.
+    let before = v.hwm.unwrap();
+    let mut cfg = cfg;
+    cfg.stream.windows = [60, 1, 10]
+        .map(fjord_core::duration::Duration::from_mins)
+        .to_vec();
+    let v = fjord_batch::views::views(&cfg, &lake).await.unwrap();
+    let hwm = v.hwm.unwrap();
+    assert_eq!(hwm, before, "the mark never moves back: {v:?}");
+    assert!(v.rows.get("occupancy_1h").is_some_and(|n| *n > 0), "{v:?}");
+    assert_eq!(Table::Occupancy(60 * MIN).name(), "occupancy_1h");
+    check_views_of(&lake, &all, hwm, &[60 * MIN, MIN, 10 * MIN]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

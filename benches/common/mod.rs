@@ -114,8 +114,13 @@ pub fn background_load(
 ) -> tokio::task::JoinHandle<f64> {
     tokio::spawn(async move {
         let background = client(port, "bench-background", 1000).await;
-        let per_tick = (rate / 100).max(1);
-        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        // 100 ticks a second, or one per reading below 100 readings/s
+        let (per_tick, every) = if rate >= 100 {
+            (rate / 100, Duration::from_millis(10))
+        } else {
+            (1, Duration::from_secs_f64(1.0 / rate.max(1) as f64))
+        };
+        let mut tick = tokio::time::interval(every);
         let (mut sent, started) = (0u64, Instant::now());
         while !stop.load(Ordering::Relaxed) {
             tick.tick().await;
