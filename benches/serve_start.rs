@@ -12,9 +12,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fjord_core::kafka::Topics;
+use fjord_core::testkit::kafka::BridgeRecord;
 use fjord_core::testkit::{Tansu, free_port, temp_dir};
-use fjord_core::time::{format_rfc3339_ms, now_ms};
-use rdkafka::message::{Header, OwnedHeaders};
+use fjord_core::time::now_ms;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 fn produce(bootstrap: &str, topic: &str, n: u64) {
@@ -30,23 +30,17 @@ fn produce(bootstrap: &str, topic: &str, n: u64) {
     let started = Instant::now();
     for i in 0..n {
         let lot = format!("L{}", i % 100);
-        let mqtt = format!("parking/{lot}/S{}", (i / 100) % 500);
         let ts = t0 + (i as i64) * 86_400_000 / n as i64;
-        let received = format_rfc3339_ms(ts);
-        let payload = format!(r#"{{"ts":{ts},"occupied":{},"battery":80}}"#, i % 3 == 0);
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "fjord-mqtt-topic",
-                value: Some(&mqtt),
-            })
-            .insert(Header {
-                key: "fjord-received-at",
-                value: Some(&received),
-            });
+        let r = BridgeRecord::reading(
+            &lot,
+            &format!("S{}", (i / 100) % 500),
+            ts,
+            format!(r#"{{"ts":{ts},"occupied":{},"battery":80}}"#, i % 3 == 0),
+        );
         let mut rec = BaseRecord::to(topic)
-            .key(&lot)
-            .payload(&payload)
-            .headers(headers);
+            .key(&r.key)
+            .payload(&r.payload)
+            .headers(r.headers());
         loop {
             match p.send(rec) {
                 Ok(()) => break,

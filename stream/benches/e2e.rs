@@ -4,15 +4,13 @@
 //! same way (a plain consumer reading the same records).
 //! Run: `cargo bench -p fjord-stream --bench e2e` (env `N`, default 150000; the mock cluster keeps at most 5 MB per partition).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+mod common;
+
 use std::time::{Duration, Instant};
 
 use fjord_core::config::{Config, ProcessingGuarantee};
 use fjord_core::kafka::Topics;
-use fjord_core::telemetry::Metrics;
 use fjord_core::time::{format_rfc3339_ms, now_ms};
-use fjord_stream::metrics::StreamMetrics;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::mocking::MockCluster;
@@ -100,27 +98,8 @@ fn stream_rate(
     config.stream.processing_guarantee = guarantee;
     config.stream.metrics_listen = None;
     config.stream.group_id = format!("bench-{guarantee:?}");
-    let metrics = StreamMetrics::new(&Metrics::new()).unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let handle = {
-        let (config, metrics, stop) = (config.clone(), metrics.clone(), stop.clone());
-        std::thread::spawn(move || {
-            fjord_stream::runtime::run(
-                &config,
-                metrics,
-                stop,
-                fjord_stream::runtime::RunOptions {
-                    session_timeout: Some(Duration::from_secs(6)),
-                },
-            )
-        })
-    };
-    let total = || {
-        ["accepted", "duplicate", "late", "dead", "skipped"]
-            .iter()
-            .map(|f| metrics.records.with_label_values(&[f]).get())
-            .sum::<u64>()
-    };
+    let running = common::Running::start(&config);
+    let total = || running.records();
     // the clock starts with the first record (after the group join and restore)
     while total() == 0 {
         std::thread::sleep(Duration::from_millis(1));
@@ -135,8 +114,7 @@ fn stream_rate(
         }
     }
     let rate = n as f64 / start.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Relaxed);
-    let summary = handle.join().unwrap().unwrap();
+    let summary = running.stop();
     (rate, summary.commits)
 }
 

@@ -5,16 +5,14 @@
 //! mean restore time per partition.
 //! Run: `cargo bench -p fjord-stream --bench start` (env `P`).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+mod common;
+
 use std::time::{Duration, Instant};
 
 use fjord_core::config::Config;
 use fjord_core::kafka::Topics;
-use fjord_core::telemetry::Metrics;
-use fjord_core::time::{format_rfc3339_ms, now_ms};
-use fjord_stream::metrics::StreamMetrics;
-use rdkafka::message::{Header, OwnedHeaders};
+use fjord_core::testkit::kafka::BridgeRecord;
+use fjord_core::time::now_ms;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
@@ -27,24 +25,13 @@ fn produce_one_each(bootstrap: &str, topic: &str, partitions: i32) {
     let ts = now_ms();
     for part in 0..partitions {
         let lot = format!("L{part}");
-        let mqtt = format!("parking/{lot}/S1");
-        let received = format_rfc3339_ms(ts);
-        let payload = format!(r#"{{"ts":{ts},"occupied":true}}"#);
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "fjord-mqtt-topic",
-                value: Some(&mqtt),
-            })
-            .insert(Header {
-                key: "fjord-received-at",
-                value: Some(&received),
-            });
+        let r = BridgeRecord::reading(&lot, "S1", ts, format!(r#"{{"ts":{ts},"occupied":true}}"#));
         p.send(
             BaseRecord::to(topic)
                 .partition(part)
-                .key(&lot)
-                .payload(&payload)
-                .headers(headers),
+                .key(&r.key)
+                .payload(&r.payload)
+                .headers(r.headers()),
         )
         .unwrap();
     }
@@ -54,31 +41,12 @@ fn produce_one_each(bootstrap: &str, topic: &str, partitions: i32) {
 /// (time to the first record, to the first restore, to `partitions` restores) of one start
 /// (the time before the first restore is the consumer group's join); stops after all.
 fn start(config: &Config, partitions: i32) -> (Duration, Duration, Duration) {
-    let metrics = StreamMetrics::new(&Metrics::new()).unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
     let t0 = Instant::now();
-    let handle = {
-        let (config, metrics, stop) = (config.clone(), metrics.clone(), stop.clone());
-        std::thread::spawn(move || {
-            fjord_stream::runtime::run(
-                &config,
-                metrics,
-                stop,
-                fjord_stream::runtime::RunOptions {
-                    session_timeout: Some(Duration::from_secs(6)),
-                },
-            )
-        })
-    };
-    let total = || {
-        ["accepted", "duplicate", "late", "dead", "skipped"]
-            .iter()
-            .map(|f| metrics.records.with_label_values(&[f]).get())
-            .sum::<u64>()
-    };
+    let running = common::Running::start(config);
+    let metrics = &running.metrics;
     let (mut first, mut first_restore, mut restored) = (None, None, None);
     while first.is_none() || restored.is_none() {
-        if first.is_none() && total() > 0 {
+        if first.is_none() && running.records() > 0 {
             first = Some(t0.elapsed());
         }
         if first_restore.is_none() && metrics.restores.get() >= 1 {
@@ -93,8 +61,7 @@ fn start(config: &Config, partitions: i32) -> (Duration, Duration, Duration) {
         );
         std::thread::sleep(Duration::from_micros(200));
     }
-    stop.store(true, Ordering::Relaxed);
-    handle.join().unwrap().unwrap();
+    running.stop();
     (
         first.unwrap(),
         first_restore.unwrap_or_default(),

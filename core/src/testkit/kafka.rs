@@ -107,9 +107,28 @@ impl BridgeRecord {
     }
 }
 
+impl BridgeRecord {
+    /// The record's headers as the bridge sets them.
+    pub fn headers(&self) -> rdkafka::message::OwnedHeaders {
+        use rdkafka::message::{Header, OwnedHeaders};
+        let mut headers = OwnedHeaders::new();
+        for (key, value) in [
+            (crate::kafka::HEADER_MQTT_TOPIC, &self.mqtt_topic),
+            (crate::kafka::HEADER_RECEIVED_AT, &self.received_at),
+        ] {
+            if let Some(v) = value {
+                headers = headers.insert(Header {
+                    key,
+                    value: Some(v),
+                });
+            }
+        }
+        headers
+    }
+}
+
 /// Produces `records` to `<prefix>readings` and waits for every acknowledgement.
 pub async fn produce_readings(cfg: &KafkaConfig, records: &[BridgeRecord]) {
-    use rdkafka::message::{Header, OwnedHeaders};
     use rdkafka::producer::{FutureProducer, FutureRecord};
     let producer: FutureProducer = crate::kafka::client_config(cfg)
         .set("linger.ms", "5")
@@ -119,22 +138,10 @@ pub async fn produce_readings(cfg: &KafkaConfig, records: &[BridgeRecord]) {
     for chunk in records.chunks(1000) {
         let mut sends = Vec::new();
         for r in chunk {
-            let mut headers = OwnedHeaders::new();
-            for (key, value) in [
-                (crate::kafka::HEADER_MQTT_TOPIC, &r.mqtt_topic),
-                (crate::kafka::HEADER_RECEIVED_AT, &r.received_at),
-            ] {
-                if let Some(v) = value {
-                    headers = headers.insert(Header {
-                        key,
-                        value: Some(v),
-                    });
-                }
-            }
             let record = FutureRecord::to(&topic)
                 .key(&r.key)
                 .payload(&r.payload)
-                .headers(headers);
+                .headers(r.headers());
             sends.push(
                 producer
                     .send_result(record)
