@@ -63,17 +63,18 @@ else
   (cd "$NODE_DIR" && npm install --no-audit --no-fund --silent "playwright-core@$PLAYWRIGHT_VERSION")
 fi
 
-# --- Python: independent Delta/Parquet readers (deltalake, pyarrow, duckdb), ADBC Flight SQL ----
+# --- Python: independent Delta/Parquet readers (deltalake, pyarrow, duckdb), ADBC Flight SQL,
+# psycopg (the Postgres wire's extended protocol) ----
 VENV="${FJORD_VENV:-$HOME/.cache/fjord-ci/venv}"
-if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import deltalake, pyarrow, duckdb, adbc_driver_flightsql.dbapi" 2>/dev/null; then
+if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import deltalake, pyarrow, duckdb, adbc_driver_flightsql.dbapi, psycopg" 2>/dev/null; then
   :
 else
-  echo "test-deps: installing deltalake, pyarrow, duckdb and adbc-driver-flightsql into $VENV"
+  echo "test-deps: installing deltalake, pyarrow, duckdb, adbc-driver-flightsql and psycopg into $VENV"
   python3 -m venv "$VENV" 2>/dev/null || {
     sudo_if_needed apt-get update -qq
     sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
     python3 -m venv "$VENV"
   }
-  "$VENV/bin/pip" install -q deltalake pyarrow duckdb adbc-driver-manager adbc-driver-flightsql
+  "$VENV/bin/pip" install -q deltalake pyarrow duckdb adbc-driver-manager adbc-driver-flightsql 'psycopg[binary]'
 fi
 echo "test-deps: ok (mosquitto: $(command -v mosquitto || echo /usr/sbin/mosquitto), tansu: $TOOLS/bin/tansu)"

@@ -81,8 +81,9 @@ pub fn bridge(path: Option<&Path>) -> anyhow::Result<ExitCode> {
             )?;
             let router = http.router();
             let stop = shutdown.clone();
+            let tls = fjord_core::tls::server_config(&config.tls, fjord_core::tls::ALPN_HTTP)?;
             tokio::spawn(async move {
-                if let Err(e) = fjord_ingest::http::serve(router, listen, stop).await {
+                if let Err(e) = fjord_ingest::http::serve(router, listen, tls, stop).await {
                     tracing::error!(error = %e, "HTTP ingest stopped");
                 }
             });

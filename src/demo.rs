@@ -9,6 +9,7 @@
 //! `endpoints.json`, so a script never finds the endpoints of a demo that is gone.
 
 use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -36,6 +37,8 @@ const DEMO_USER: &str = "fjord";
 /// The content of `endpoints.json`: where everything that runs can be reached, and the credentials.
 #[derive(Debug, Serialize)]
 struct Endpoints {
+    /// The CA that signed the listeners' certificate, when they speak TLS with the demo's own.
+    tls_ca: Option<String>,
     mqtt: MqttEndpoint,
     kafka: KafkaEndpoint,
     http: HttpEndpoint,
@@ -108,7 +111,25 @@ pub async fn run(args: DemoArgs, mut config: Config, metrics: Metrics) -> anyhow
         .clone()
         .or_else(|| config.auth.token.clone())
         .unwrap_or_else(generate_token);
+    if let Some(problem) = fjord_core::config::AuthConfig::token_problem(&token) {
+        bail!("--auth-token {problem}");
+    }
     config.auth.token = Some(token.clone());
+    let demo_ca = if args.tls {
+        let tls = crate::demo_tls::ensure(&args.data_dir)?;
+        config.tls = fjord_core::config::TlsConfig {
+            cert_file: Some(tls.cert),
+            key_file: Some(tls.key),
+        };
+        Some(tls.ca)
+    } else {
+        None
+    };
+    let scheme = if config.tls.enabled() {
+        "https"
+    } else {
+        "http"
+    };
     if let Some(file) = &args.lots {
         // the stream processor, the alerts and the batch views use the registry too
         config.lots_file = Some(std::path::absolute(file).unwrap_or_else(|_| file.clone()));
@@ -289,7 +310,29 @@ pub async fn run(args: DemoArgs, mut config: Config, metrics: Metrics) -> anyhow
         tokio::spawn(async move { simulate::run(opts, stop).await })
     });
 
+    let psql = match (&demo_ca, config.tls.enabled()) {
+        (Some(ca), _) => format!(
+            "PGPASSWORD={token} psql 'host={} port={} user={} dbname=fjord sslmode=verify-full sslrootcert={}'",
+            server.pg.ip(),
+            server.pg.port(),
+            fjord_queries::auth::USER,
+            ca.display()
+        ),
+        (None, true) => format!(
+            "PGPASSWORD={token} psql 'host={} port={} user={} dbname=fjord sslmode=verify-full'",
+            server.pg.ip(),
+            server.pg.port(),
+            fjord_queries::auth::USER
+        ),
+        (None, false) => format!(
+            "PGPASSWORD={token} psql -h {} -p {} -U {} fjord",
+            server.pg.ip(),
+            server.pg.port(),
+            fjord_queries::auth::USER
+        ),
+    };
     let endpoints = Endpoints {
+        tls_ca: demo_ca.as_ref().map(|c| c.display().to_string()),
         mqtt,
         kafka: KafkaEndpoint {
             bootstrap_servers: bootstrap,
@@ -297,11 +340,11 @@ pub async fn run(args: DemoArgs, mut config: Config, metrics: Metrics) -> anyhow
             topics,
         },
         http: HttpEndpoint {
-            url: format!("http://{http_listen}"),
-            dashboard: format!("http://{http_listen}/#token={token}"),
-            sql: format!("http://{http_listen}/api/sql"),
-            ingest: format!("http://{http_listen}/ingest/"),
-            metrics: format!("http://{http_listen}/metrics"),
+            url: format!("{scheme}://{http_listen}"),
+            dashboard: format!("{scheme}://{http_listen}/#token={token}"),
+            sql: format!("{scheme}://{http_listen}/api/sql"),
+            ingest: format!("{scheme}://{http_listen}/ingest/"),
+            metrics: format!("{scheme}://{http_listen}/metrics"),
             token: token.clone(),
         },
         postgres: PgEndpoint {
@@ -310,12 +353,7 @@ pub async fn run(args: DemoArgs, mut config: Config, metrics: Metrics) -> anyhow
             user: fjord_queries::auth::USER.into(),
             password: token.clone(),
             database: "fjord".into(),
-            psql: format!(
-                "PGPASSWORD={token} psql -h {} -p {} -U {} fjord",
-                server.pg.ip(),
-                server.pg.port(),
-                fjord_queries::auth::USER
-            ),
+            psql,
         },
         flight_sql: FlightEndpoint {
             uri: format!("grpc://{}", server.flight),
@@ -425,11 +463,21 @@ pub fn generate_token() -> String {
         .collect()
 }
 
-/// Writes the file atomically (temp file + rename) so a reader never sees half of it.
+/// Writes the file atomically (temp file + rename) so a reader never sees half of it; mode 0600.
 fn write_endpoints(path: &Path, endpoints: &Endpoints) -> anyhow::Result<()> {
     let tmp: PathBuf = path.with_extension("json.tmp");
     let text = serde_json::to_string_pretty(endpoints)?;
-    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    // it holds the token: readable by its owner only, from the first byte on
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::io::Write::write_all(&mut file, text.as_bytes())
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    drop(file);
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
@@ -499,8 +547,13 @@ fn print_banner(args: &DemoArgs, e: &Endpoints, endpoints_path: &Path, lots: usi
         e.http.ingest, e.http.token
     ));
     out.push_str(&format!("  Dashboard     {}\n", e.http.dashboard));
+    let cacert = e
+        .tls_ca
+        .as_ref()
+        .map(|ca| format!("--cacert {ca} "))
+        .unwrap_or_default();
     out.push_str(&format!(
-        "  SQL (HTTP)    curl -H 'Authorization: Bearer {}' --data 'SELECT * FROM occupancy_live' {}\n",
+        "  SQL (HTTP)    curl {cacert}-H 'Authorization: Bearer {}' --data 'SELECT * FROM occupancy_live' {}\n",
         e.http.token, e.http.sql
     ));
     out.push_str(&format!("  SQL (psql)    {}\n", e.postgres.psql));
@@ -528,8 +581,15 @@ fn print_banner(args: &DemoArgs, e: &Endpoints, endpoints_path: &Path, lots: usi
             "  mosquitto_pub -h {host} -p {port}{creds} -q 1 -t parking/central/S1 -m '{{\"occupied\":true}}'\n"
         ));
         out.push_str(&format!(
-            "  curl -H 'Authorization: Bearer {}' -d '{{\"occupied\":true}}' {}parking/central/S1\n\n",
+            "  curl {cacert}-H 'Authorization: Bearer {}' -d '{{\"occupied\":true}}' {}parking/central/S1\n\n",
             e.http.token, e.http.ingest
+        ));
+    }
+    if let Some(ca) = &e.tls_ca {
+        out.push_str(&format!(
+            "TLS: HTTPS and the Postgres wire use a certificate of a throw-away CA; trust {ca}\n  \
+             (curl --cacert, psql sslrootcert=, a browser's certificate settings). MQTT and Flight SQL\n  \
+             are plain TCP on loopback.\n\n"
         ));
     }
     out.push_str(&format!(

@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod config_cmd;
 mod demo;
+mod demo_tls;
 
 use std::process::ExitCode;
 

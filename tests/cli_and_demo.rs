@@ -170,7 +170,7 @@ async fn demo_runs_embedded_brokers_and_stops_cleanly() {
     let dir = temp_dir();
     let data_dir = dir.path().join("data");
     let mqtt_port = free_port();
-    let token = "test-token-123";
+    let token = "test-token-0123456";
     let receiver = fjord_core::testkit::WebhookReceiver::start().await.unwrap();
     let hook_url = receiver.url();
     let mut demo = Demo::start(
@@ -403,7 +403,7 @@ async fn demo_runs_embedded_brokers_and_stops_cleanly() {
     assert!(status.success(), "demo exited with {status}");
     assert!(stdout.contains("mosquitto_pub -h 127.0.0.1"), "{stdout}");
     assert!(stdout.contains("psql -h 127.0.0.1 -p"), "{stdout}");
-    assert!(stdout.contains("/#token=test-token-123"), "{stdout}");
+    assert!(stdout.contains("/#token=test-token-0123456"), "{stdout}");
     assert!(
         stdout.contains("Flight SQL    grpc://127.0.0.1:"),
         "{stdout}"

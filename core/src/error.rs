@@ -44,6 +44,9 @@ pub enum Error {
     /// Logging or metrics could not be set up.
     #[error("telemetry: {0}")]
     Telemetry(String),
+    /// TLS could not be set up (the message names the config key).
+    #[error("TLS: {0}")]
+    Tls(String),
     /// A server binary that the test kit needs is not installed.
     #[error("{name} is not installed (looked in {looked}); install it with: {install}")]
     MissingBinary {

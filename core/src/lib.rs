@@ -11,6 +11,7 @@
 //! * [`kafka`] — topic and header names, client config, topic creation.
 //! * [`telemetry`] — `tracing` setup and the shared Prometheus registry.
 //! * [`time`], [`duration`] — epoch-millisecond time and config durations.
+//! * [`tls`] — the TLS server configuration of `[tls]` and a TLS listener.
 //! * `testkit` (feature `testkit`) — real brokers on free loopback ports for tests.
 
 pub mod config;
@@ -29,6 +30,7 @@ pub mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod time;
+pub mod tls;
 pub mod topic;
 
 pub use error::{Error, Result};

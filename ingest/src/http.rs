@@ -98,10 +98,11 @@ impl HttpIngest {
     }
 }
 
-/// Serves the router on `listen` until `shutdown` turns true.
+/// Serves the router on `listen` until `shutdown` turns true; HTTPS with `tls`.
 pub async fn serve(
     router: axum::Router,
     listen: std::net::SocketAddr,
+    tls: Option<std::sync::Arc<fjord_core::tls::ServerConfig>>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
@@ -110,15 +111,26 @@ pub async fn serve(
             context: format!("HTTP ingest cannot listen on {listen}"),
             source,
         })?;
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-        })
-        .await
-        .map_err(|source| Error::Io {
-            context: "HTTP ingest server".into(),
-            source,
-        })
+    let stop = async move {
+        let _ = shutdown.wait_for(|s| *s).await;
+    };
+    let served = match tls {
+        None => {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+        Some(config) => {
+            let listener = fjord_core::tls::TlsListener::new(listener, config)?;
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+    };
+    served.map_err(|source| Error::Io {
+        context: "HTTP ingest server".into(),
+        source,
+    })
 }
 
 fn reply(state: &HttpIngest, status: StatusCode, body: serde_json::Value) -> Response {

@@ -495,6 +495,16 @@ pub fn connack_refused(v5: bool, bad_credentials: bool) -> Bytes {
     }
 }
 
+/// CONNACK refusing the client id (MQTT 5: "client identifier not valid"; 3.1.1: "identifier
+/// rejected").
+pub fn connack_id_rejected(v5: bool) -> Bytes {
+    if v5 {
+        encode(0x20, &[0x00, 0x85, 0x00])
+    } else {
+        encode(0x20, &[0x00, 0x02])
+    }
+}
+
 /// CONNACK for an unsupported protocol level.
 pub fn connack_bad_protocol() -> Bytes {
     encode(0x20, &[0x00, 0x01])

@@ -51,6 +51,7 @@ async fn server(tansu: &Tansu) -> Server {
     tokio::spawn(fjord_ingest::http::serve(
         router,
         ([127, 0, 0, 1], port).into(),
+        None,
         rx,
     ));
     let base = format!("http://127.0.0.1:{port}");

@@ -48,7 +48,12 @@ mod tests {
                 "{name} does not say what it answers"
             );
             assert!(
-                crate::guard::check(sql).is_ok(),
+                crate::guard::check(
+                    sql,
+                    &crate::exec::Limits::from_config(&fjord_core::config::ServeConfig::default())
+                        .sql
+                )
+                .is_ok(),
                 "{name} is not a read-only query"
             );
         }

@@ -6,7 +6,9 @@
 //! commits are visible to new queries without a restart.
 //!
 //! The session carries the memory limit (a DataFusion memory pool shared by all running queries,
-//! spilling disabled); [`crate::exec`] adds the time and row limits per query.
+//! spilling disabled) and capped versions of the functions that build values of any size
+//! ([`crate::capped`]); [`crate::exec`] adds the time, row and byte limits per query, run on the
+//! catalog's query threads ([`crate::runtime`]).
 
 use std::sync::Arc;
 
@@ -19,6 +21,7 @@ use fjord_batch::{Lake, Table};
 use fjord_core::config::Config;
 use fjord_core::lots::LotsRegistry;
 
+use crate::runtime::QueryRuntime;
 use crate::speed::Speed;
 use crate::tables::{LakeTable, LakeTables, Live, LiveTable, MergedOccupancy};
 use crate::{Error, Result};
@@ -28,6 +31,7 @@ use crate::{Error, Result};
 pub struct Catalog {
     ctx: SessionContext,
     limits: crate::exec::Limits,
+    runtime: Arc<QueryRuntime>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -60,6 +64,13 @@ impl Catalog {
             datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
         )
         .map_err(|e| Error::Query(format!("cannot set up pg_catalog: {e}")))?;
+        crate::capped::register(
+            &ctx,
+            cfg.serve
+                .max_function_output_mb
+                .min(cfg.serve.query_memory_mb)
+                .saturating_mul(1024 * 1024),
+        )?;
         let lake = Lake::new(&cfg.lake_url(), &cfg.lake.storage_options)?;
         let tables = LakeTables::new(lake);
         for t in [Table::Readings, Table::Alerts, Table::Quarantine] {
@@ -78,7 +89,16 @@ impl Catalog {
         let lots = lots_batch(&cfg.lots_registry()?);
         let mem = MemTable::try_new(fjord_core::schema::lots(), vec![vec![lots]])?;
         ctx.register_table("lots", Arc::new(mem))?;
-        Ok(Self { ctx, limits })
+        Ok(Self {
+            ctx,
+            limits,
+            runtime: QueryRuntime::new()?,
+        })
+    }
+
+    /// The threads queries run on.
+    pub fn runtime(&self) -> &Arc<QueryRuntime> {
+        &self.runtime
     }
 
     /// The session (shared by every interface).

@@ -1,7 +1,8 @@
-//! Running one query within the limits of SPEC §7: read-only ([`crate::guard`]), a time limit over
-//! planning, execution and reading the result, a row limit on what it returns, and the session's
-//! memory limit. Hitting one ends that query with [`Error::Limit`] naming the limit and its config
-//! key; other queries go on.
+//! Running one query within the limits of SPEC §7: read-only and of bounded size
+//! ([`crate::guard`]), a time limit over planning, execution and handing over the result (also when
+//! the client stops reading), a row and a byte limit on what it returns, and the session's memory
+//! limit. Hitting one ends that query with [`Error::Limit`] naming the limit and its config key;
+//! other queries go on. Everything runs on the query threads ([`crate::runtime`]).
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -28,6 +29,10 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// Most rows one query may return.
     pub max_rows: u64,
+    /// Most bytes (Arrow data) one query may return.
+    pub max_result_bytes: u64,
+    /// How large a statement may be.
+    pub sql: crate::guard::Shape,
 }
 
 impl Limits {
@@ -38,6 +43,11 @@ impl Limits {
             memory_bytes: usize::try_from(cfg.query_memory_mb.saturating_mul(1024 * 1024))
                 .unwrap_or(usize::MAX),
             max_rows: cfg.max_result_rows,
+            max_result_bytes: cfg.max_result_mb.saturating_mul(1024 * 1024),
+            sql: crate::guard::Shape {
+                max_bytes: usize::try_from(cfg.max_sql_bytes).unwrap_or(usize::MAX),
+                max_depth: usize::try_from(cfg.max_sql_depth).unwrap_or(usize::MAX),
+            },
         }
     }
 
@@ -56,6 +66,14 @@ impl Limits {
         Error::Limit(format!(
             "the query returns more than the row limit of {} rows (serve.max_result_rows); add a LIMIT or aggregate",
             self.max_rows
+        ))
+    }
+
+    /// The error of a query stopped at its byte limit.
+    pub fn bytes_error(&self) -> Error {
+        Error::Limit(format!(
+            "the query returns more than the result limit of {} MiB (serve.max_result_mb); add a LIMIT, select fewer columns or aggregate",
+            self.max_result_bytes / (1024 * 1024)
         ))
     }
 
@@ -102,19 +120,26 @@ pub async fn start_with_params(
 ) -> Result<(arrow::datatypes::SchemaRef, Batches)> {
     let limits = catalog.limits();
     let deadline = Instant::now() + limits.timeout;
-    let planned = tokio::time::timeout_at(deadline, async move {
-        let df = plan(catalog, sql).await?;
-        let df = if params.is_empty() {
-            df
-        } else {
-            bind(df, params)?
-        };
-        df.execute_stream().await.map_err(|e| limits.error(e))
-    })
-    .await
-    .map_err(|_| limits.time_error())??;
+    let (on_threads, sql) = (catalog.clone(), sql.to_owned());
+    let planned = catalog
+        .runtime()
+        .run(async move {
+            tokio::time::timeout_at(deadline, async move {
+                let df = plan(&on_threads, &sql).await?;
+                let df = if params.is_empty() {
+                    df
+                } else {
+                    bind(df, params)?
+                };
+                df.execute_stream().await.map_err(|e| limits.error(e))
+            })
+            .await
+            .map_err(|_| limits.time_error())?
+        })
+        .await?;
     let schema = planned.schema();
-    Ok((schema, limited(planned, limits, deadline)))
+    let batches = limited(planned, limits, deadline);
+    Ok((schema, catalog.runtime().pump(batches, limits, deadline)))
 }
 
 /// What running `sql` would return, and the types of its placeholders (`$1` first; `None` where
@@ -124,17 +149,23 @@ pub async fn describe(
     sql: &str,
 ) -> Result<(arrow::datatypes::SchemaRef, Vec<Option<DataType>>)> {
     let limits = catalog.limits();
-    let df = tokio::time::timeout(limits.timeout, plan(catalog, sql))
+    let (on_threads, sql) = (catalog.clone(), sql.to_owned());
+    catalog
+        .runtime()
+        .run(async move {
+            let df = tokio::time::timeout(limits.timeout, plan(&on_threads, &sql))
+                .await
+                .map_err(|_| limits.time_error())??;
+            let params = parameter_types(&df)?;
+            Ok((std::sync::Arc::new(df.schema().as_arrow().clone()), params))
+        })
         .await
-        .map_err(|_| limits.time_error())??;
-    let params = parameter_types(&df)?;
-    Ok((std::sync::Arc::new(df.schema().as_arrow().clone()), params))
 }
 
 /// The guard, then planning with DDL, DML and `SET` disabled on the shared session (defence in
 /// depth behind the guard).
 async fn plan(catalog: &Catalog, sql: &str) -> Result<DataFrame> {
-    let sql = crate::guard::check(sql)?;
+    let sql = crate::guard::check(sql, &catalog.limits().sql)?;
     let options = datafusion::execution::context::SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
@@ -206,11 +237,13 @@ pub fn limited(stream: SendableRecordBatchStream, limits: Limits, deadline: Inst
     struct State {
         stream: SendableRecordBatchStream,
         rows: u64,
+        bytes: u64,
         done: bool,
     }
     let state = State {
         stream,
         rows: 0,
+        bytes: 0,
         done: false,
     };
     Box::pin(futures::stream::unfold(state, move |mut s| async move {
@@ -223,8 +256,11 @@ pub fn limited(stream: SendableRecordBatchStream, limits: Limits, deadline: Inst
             Ok(Some(Err(e))) => Some(Err(limits.error(e))),
             Ok(Some(Ok(b))) => {
                 s.rows += b.num_rows() as u64;
+                s.bytes += batch_bytes(&b);
                 if s.rows > limits.max_rows {
                     Some(Err(limits.rows_error()))
+                } else if s.bytes > limits.max_result_bytes {
+                    Some(Err(limits.bytes_error()))
                 } else {
                     Some(Ok(b))
                 }
@@ -239,6 +275,18 @@ pub fn limited(stream: SendableRecordBatchStream, limits: Limits, deadline: Inst
             None => None,
         }
     }))
+}
+
+/// The bytes of Arrow data `b` holds (a slice counts its part of the buffers, not all of them).
+fn batch_bytes(b: &RecordBatch) -> u64 {
+    b.columns()
+        .iter()
+        .map(|c| {
+            let data = c.to_data();
+            data.get_slice_memory_size()
+                .unwrap_or_else(|_| c.get_array_memory_size()) as u64
+        })
+        .sum()
 }
 
 /// Runs `sql` and collects its result.
@@ -276,6 +324,19 @@ mod tests {
         let e = rows.unwrap_err().to_string();
         assert!(
             e.contains("row limit of 1000 rows (serve.max_result_rows)"),
+            "{e}"
+        );
+
+        let (_d2, small) = catalog(|s| s.max_result_mb = 1);
+        let e = collect(
+            &small,
+            "SELECT v, repeat('x', 100) AS pad FROM generate_series(1, 20000) t(v)",
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("result limit of 1 MiB (serve.max_result_mb)"),
             "{e}"
         );
 

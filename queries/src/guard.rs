@@ -1,15 +1,93 @@
 //! Read-only SQL (SPEC §7): a statement runs only if it is a query (`SELECT`, `WITH`, `VALUES`,
 //! set operations) or `EXPLAIN` of one. Everything else — DDL, DML, `COPY … TO`,
 //! `CREATE EXTERNAL TABLE`, `SET`, transactions — is refused with a message that names it.
-//! Exactly one statement per request.
+//! Exactly one statement per request, and `SELECT … INTO` (which creates a table) is refused too.
+//!
+//! The statement's size is bounded before anything else looks at it: its text
+//! (`serve.max_sql_bytes`) and the nesting of its expressions and subqueries
+//! (`serve.max_sql_depth`), so that planning, which recurses over the expression tree, always fits
+//! the query threads' stack ([`crate::runtime`]).
+
+use std::ops::ControlFlow;
 
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
-use datafusion::sql::sqlparser::ast::Statement;
+use datafusion::sql::sqlparser::ast::{Expr, Query, SetExpr, Statement, Visit, Visitor};
 
 use crate::{Error, Result};
 
+/// How large a statement may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    /// Longest SQL text, in bytes (`serve.max_sql_bytes`).
+    pub max_bytes: usize,
+    /// Deepest nesting of expressions and subqueries (`serve.max_sql_depth`).
+    pub max_depth: usize,
+}
+
+impl Shape {
+    /// Refuses text longer than the limit (before parsing).
+    pub fn check_text(&self, sql: &str) -> Result<()> {
+        if sql.len() > self.max_bytes {
+            return Err(Error::Limit(format!(
+                "the SQL text is {} bytes, more than the limit of {} bytes (serve.max_sql_bytes)",
+                sql.len(),
+                self.max_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    /// Refuses a statement nested deeper than the limit. The walk stops at the limit, so it never
+    /// goes deeper itself.
+    pub fn check_depth(&self, statement: &Statement) -> Result<()> {
+        struct Depth {
+            now: usize,
+            max: usize,
+        }
+        impl Depth {
+            fn enter(&mut self) -> ControlFlow<()> {
+                self.now += 1;
+                if self.now > self.max {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            }
+        }
+        impl Visitor for Depth {
+            type Break = ();
+            fn pre_visit_expr(&mut self, _: &Expr) -> ControlFlow<()> {
+                self.enter()
+            }
+            fn post_visit_expr(&mut self, _: &Expr) -> ControlFlow<()> {
+                self.now -= 1;
+                ControlFlow::Continue(())
+            }
+            fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+                self.enter()
+            }
+            fn post_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+                self.now -= 1;
+                ControlFlow::Continue(())
+            }
+        }
+        let mut depth = Depth {
+            now: 0,
+            max: self.max_depth,
+        };
+        if statement.visit(&mut depth).is_break() {
+            return Err(Error::Limit(format!(
+                "the statement nests expressions or subqueries deeper than the limit of {} levels (serve.max_sql_depth)",
+                self.max_depth
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Checks `sql`; returns it unchanged when it may run.
-pub fn check(sql: &str) -> Result<&str> {
+pub fn check<'a>(sql: &'a str, shape: &Shape) -> Result<&'a str> {
+    shape.check_text(sql)?;
     let statements =
         DFParser::parse_sql(sql).map_err(|e| Error::Query(format!("SQL syntax: {e}")))?;
     let mut iter = statements.iter();
@@ -19,15 +97,23 @@ pub fn check(sql: &str) -> Result<&str> {
             statements.len()
         )));
     };
-    allowed(first)?;
+    allowed(first, shape)?;
     Ok(sql)
 }
 
 /// Checks one parsed SQL statement (the Postgres interface parses with its own dialect).
-pub fn check_statement(statement: &Statement) -> Result<()> {
+pub fn check_statement(statement: &Statement, shape: &Shape) -> Result<()> {
+    shape.check_depth(statement)?;
+    read_only(statement)
+}
+
+fn read_only(statement: &Statement) -> Result<()> {
     match statement {
+        Statement::Query(q) if creates_table(q) => Err(Error::Refused(
+            "fjord SQL is read-only; SELECT … INTO is not allowed".into(),
+        )),
         Statement::Query(_) => Ok(()),
-        Statement::Explain { statement, .. } => check_statement(statement),
+        Statement::Explain { statement, .. } => read_only(statement),
         other => Err(Error::Refused(format!(
             "fjord SQL is read-only; {} is not allowed",
             kind(&other.to_string())
@@ -35,11 +121,24 @@ pub fn check_statement(statement: &Statement) -> Result<()> {
     }
 }
 
-fn allowed(statement: &DfStatement) -> Result<()> {
+/// True when a `SELECT … INTO` is anywhere in the query's set operations.
+fn creates_table(q: &Query) -> bool {
+    fn body(b: &SetExpr) -> bool {
+        match b {
+            SetExpr::Select(s) => s.into.is_some(),
+            SetExpr::Query(q) => creates_table(q),
+            SetExpr::SetOperation { left, right, .. } => body(left) || body(right),
+            _ => false,
+        }
+    }
+    body(&q.body)
+}
+
+fn allowed(statement: &DfStatement, shape: &Shape) -> Result<()> {
     match statement {
-        DfStatement::Statement(s) => check_statement(s),
+        DfStatement::Statement(s) => check_statement(s, shape),
         // EXPLAIN [ANALYZE] of a query is a query
-        DfStatement::Explain(e) => allowed(&e.statement),
+        DfStatement::Explain(e) => allowed(&e.statement, shape),
         DfStatement::CopyTo(_) => Err(Error::Refused(
             "fjord SQL is read-only; COPY … TO is not allowed".into(),
         )),
@@ -65,6 +164,54 @@ fn kind(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const SHAPE: Shape = Shape {
+        max_bytes: 64 * 1024,
+        max_depth: 1024,
+    };
+
+    fn check(sql: &str) -> Result<&str> {
+        super::check(sql, &SHAPE)
+    }
+
+    #[test]
+    fn text_and_nesting_are_bounded_by_their_limits() {
+        let sum = |n: usize| format!("SELECT 1{}", "+1".repeat(n - 1));
+        assert!(check(&sum(1_000)).is_ok());
+        let e = check(&sum(2_000)).unwrap_err().to_string();
+        assert!(
+            e.contains("deeper than the limit of 1024 levels (serve.max_sql_depth)"),
+            "{e}"
+        );
+        // subqueries count as levels too (the parser itself stops at 50 nested parentheses)
+        let nested = format!("SELECT {}1{}", "(SELECT ".repeat(10), ")".repeat(10));
+        let tight = Shape {
+            max_bytes: 1 << 20,
+            max_depth: 8,
+        };
+        let e = super::check(&nested, &tight)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("serve.max_sql_depth"), "{e}");
+        assert!(check(&nested).is_ok());
+        let e = check(&sum(40_000)).unwrap_err().to_string();
+        assert!(
+            e.contains("more than the limit of 65536 bytes (serve.max_sql_bytes)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn select_into_is_refused() {
+        for sql in [
+            "SELECT * INTO t FROM lots",
+            "WITH x AS (SELECT 1 AS a) SELECT a INTO t FROM x",
+        ] {
+            let e = check(sql).map(|_| ()).unwrap_err().to_string();
+            assert!(e.contains("read-only") && e.contains("INTO"), "{sql}: {e}");
+        }
+    }
 
     #[test]
     fn queries_pass() {

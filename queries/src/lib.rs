@@ -7,7 +7,9 @@
 //! * [`tables`] — table providers that read the current lake version and speed-layer state on every
 //!   scan, including the Lambda merge of §4.3.
 //! * [`catalog`] — one DataFusion session with every table of §7 and the memory limit.
-//! * [`exec`] — one query within its time and row limits.
+//! * [`capped`] — functions that build values of any size (`repeat`, `lpad`, …), capped.
+//! * [`runtime`] — the query threads: a large stack, apart from ingest and health checks.
+//! * [`exec`] — one query within its time, row and byte limits.
 //! * [`format`] — results as a text table, CSV or JSON (`fjord sql`).
 //! * [`http`] — `fjord serve`'s HTTP API and dashboard; [`pg`] — the Postgres wire protocol;
 //!   [`flight`] — Arrow Flight SQL.
@@ -15,6 +17,7 @@
 
 pub mod analyst;
 pub mod auth;
+pub mod capped;
 pub mod catalog;
 mod error;
 pub mod exec;
@@ -24,6 +27,7 @@ pub mod guard;
 pub mod http;
 pub mod metrics;
 pub mod pg;
+pub mod runtime;
 pub mod serve;
 pub mod speed;
 pub mod tables;

@@ -2,13 +2,15 @@
 //! (simple and extended query protocol, `pg_catalog` for `psql`'s `\d` and `\dt`, Grafana, DBeaver).
 //!
 //! fjord adds what a shared, read-only server needs:
-//! * cleartext password authentication: user `fjord`, password the token (use TLS in front of it
-//!   beyond loopback);
+//! * SCRAM-SHA-256 authentication: user `fjord`, password the token (which never crosses the
+//!   wire); with `[tls]` TLS is required (`sslmode=verify-full`);
 //! * [`ReadOnly`], a hook that runs first and refuses every statement but queries, `EXPLAIN`,
 //!   `PREPARE` of a query / `EXECUTE` / `DEALLOCATE`, `SHOW`, transaction control and the `SET`s of
 //!   client settings that drivers send (never a DataFusion setting: the session is shared);
-//! * the time and row limits, applied to the row stream of every result, and the memory limit's
-//!   error named — each ends only that query.
+//! * the time, row and byte limits, applied to the row stream of every result (produced on the
+//!   query threads, so the time limit holds while a client does not read), and the memory limit's
+//!   error named — each ends only that query;
+//! * every connection served on the query threads ([`crate::runtime`]).
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -24,8 +26,11 @@ use datafusion_postgres::hooks::transactions::TransactionStatementHook;
 use datafusion_postgres::pgwire;
 use datafusion_postgres::{DfSessionService, QueryHook};
 use futures::{Sink, StreamExt};
-use pgwire::api::auth::cleartext::CleartextPasswordAuthStartupHandler;
-use pgwire::api::auth::{AuthSource, DefaultServerParameterProvider, LoginInfo, Password};
+use pgwire::api::auth::sasl::SASLAuthStartupHandler;
+use pgwire::api::auth::sasl::scram::ScramAuth;
+use pgwire::api::auth::{
+    AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler,
+};
 use pgwire::api::portal::Portal;
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{QueryResponse, Response};
@@ -74,28 +79,36 @@ fn to_pg(e: &Error) -> PgWireError {
     pg_error(code, e.to_string())
 }
 
-/// Refuses every statement that is not read-only (runs before the other hooks).
+/// Refuses every statement that is not read-only, or larger than the limits of
+/// [`crate::guard::Shape`] (runs before the other hooks).
 #[derive(Debug)]
-pub struct ReadOnly;
+pub struct ReadOnly {
+    /// How large a statement may be.
+    pub shape: crate::guard::Shape,
+}
 
 impl ReadOnly {
     /// `Ok` when `statement` may run on the Postgres interface.
-    pub fn check(statement: &Statement) -> Result<()> {
-        let ok = match statement {
-            Statement::Query(_)
-            | Statement::ShowVariable { .. }
+    pub fn check(&self, statement: &Statement) -> Result<()> {
+        match statement {
+            // a query (`SELECT … INTO` is not one), also explained or prepared
+            Statement::Query(_) => crate::guard::check_statement(statement, &self.shape),
+            Statement::Explain { statement: q, .. } | Statement::Prepare { statement: q, .. }
+                if matches!(q.as_ref(), Statement::Query(_)) =>
+            {
+                crate::guard::check_statement(q, &self.shape)
+            }
+            Statement::ShowVariable { .. }
             | Statement::ShowStatus { .. }
             | Statement::ShowCatalogs { .. }
             | Statement::ShowTables { .. }
             | Statement::ShowColumns { .. }
             | Statement::StartTransaction { .. }
             | Statement::Commit { .. }
-            | Statement::Rollback { .. } => true,
-            Statement::Explain { statement, .. } | Statement::Prepare { statement, .. } => {
-                matches!(statement.as_ref(), Statement::Query(_))
-            }
-            Statement::Execute { .. } | Statement::Deallocate { .. } => true,
-            Statement::Set(Set::SetTimeZone { .. }) => true,
+            | Statement::Rollback { .. }
+            | Statement::Execute { .. }
+            | Statement::Deallocate { .. }
+            | Statement::Set(Set::SetTimeZone { .. }) => self.shape.check_depth(statement),
             Statement::Set(Set::SingleAssignment { variable, .. }) => {
                 let name = variable.to_string().to_lowercase();
                 if !CLIENT_SETTINGS.contains(&name.as_str()) {
@@ -104,14 +117,11 @@ impl ReadOnly {
                         CLIENT_SETTINGS.join(", ")
                     )));
                 }
-                true
+                self.shape.check_depth(statement)
             }
-            _ => false,
-        };
-        if ok {
-            return Ok(());
+            // refused by name
+            _ => crate::guard::check_statement(statement, &self.shape),
         }
-        crate::guard::check_statement(statement)
     }
 }
 
@@ -123,7 +133,7 @@ impl QueryHook for ReadOnly {
         _ctx: &SessionContext,
         _client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        Self::check(statement).err().map(|e| Err(to_pg(&e)))
+        self.check(statement).err().map(|e| Err(to_pg(&e)))
     }
 
     async fn handle_extended_parse_query(
@@ -132,7 +142,7 @@ impl QueryHook for ReadOnly {
         _ctx: &SessionContext,
         _client: &(dyn ClientInfo + Send + Sync),
     ) -> Option<PgWireResult<LogicalPlan>> {
-        Self::check(statement).err().map(|e| Err(to_pg(&e)))
+        self.check(statement).err().map(|e| Err(to_pg(&e)))
     }
 
     async fn handle_extended_query(
@@ -147,15 +157,34 @@ impl QueryHook for ReadOnly {
     }
 }
 
-/// User `fjord` with the token as password.
+/// SCRAM iterations (the RFC's minimum; the token is long and random, not a human password).
+const SCRAM_ITERATIONS: usize = 4096;
+
+/// User `fjord` with the token as password, for SCRAM-SHA-256: the salted password of the token,
+/// salted once per server start.
 #[derive(Debug)]
-struct TokenAuth(Credentials);
+struct TokenAuth {
+    salt: [u8; 16],
+    salted: Vec<u8>,
+}
+
+impl TokenAuth {
+    fn new(credentials: &Credentials) -> Self {
+        let salt: [u8; 16] = rand::random();
+        let salted = pgwire::api::auth::sasl::scram::gen_salted_password(
+            credentials.token(),
+            &salt,
+            SCRAM_ITERATIONS,
+        );
+        Self { salt, salted }
+    }
+}
 
 #[async_trait]
 impl AuthSource for TokenAuth {
     async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
         match login.user() {
-            Some(USER) => Ok(Password::new(None, self.0.token().as_bytes().to_vec())),
+            Some(USER) => Ok(Password::new(Some(self.salt.to_vec()), self.salted.clone())),
             other => Err(PgWireError::InvalidPassword(
                 other.unwrap_or_default().to_owned(),
             )),
@@ -163,12 +192,43 @@ impl AuthSource for TokenAuth {
     }
 }
 
+/// One connection's startup: SCRAM-SHA-256 (the password never crosses the wire), and with
+/// `[tls]` a refusal of connections that did not start TLS.
+struct Startup {
+    inner: SASLAuthStartupHandler<DefaultServerParameterProvider>,
+    require_tls: bool,
+}
+
+#[async_trait]
+impl StartupHandler for Startup {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: pgwire::messages::PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if self.require_tls && !client.is_secure() {
+            return Err(pg_error(
+                "28000",
+                "this server requires TLS: connect with sslmode=verify-full (or require)".into(),
+            ));
+        }
+        self.inner.on_startup(client, message).await
+    }
+}
+
 /// The query handlers: `datafusion-postgres`'s, with the limits on every result.
 struct Handlers {
     inner: Arc<DfSessionService>,
     limits: Limits,
+    runtime: Arc<crate::runtime::QueryRuntime>,
     metrics: QueryMetrics,
-    startup: Arc<CleartextPasswordAuthStartupHandler<TokenAuth, DefaultServerParameterProvider>>,
+    auth: Arc<TokenAuth>,
+    require_tls: bool,
 }
 
 impl Handlers {
@@ -201,8 +261,9 @@ impl Handlers {
         let metrics = self.metrics.clone();
         let tag = q.command_tag().to_owned();
         let schema = q.row_schema.clone();
-        let rows =
-            futures::stream::unfold((q.data_rows, 0u64, false), move |(mut rows, n, done)| {
+        let rows = futures::stream::unfold(
+            (q.data_rows, 0u64, 0u64, false),
+            move |(mut rows, n, bytes, done)| {
                 let metrics = metrics.clone();
                 async move {
                     if done {
@@ -210,7 +271,7 @@ impl Handlers {
                     }
                     let failed = |e: Error| {
                         metrics.observe("pg", outcome(Some(&e)), started.elapsed().as_secs_f64());
-                        Some((Err(to_pg(&e)), (rows_placeholder(), n, true)))
+                        Some((Err(to_pg(&e)), (rows_placeholder(), n, bytes, true)))
                     };
                     match tokio::time::timeout_at(deadline, rows.next()).await {
                         Err(_) => failed(limits.time_error()),
@@ -223,9 +284,29 @@ impl Handlers {
                             drop(row);
                             failed(limits.rows_error())
                         }
-                        Ok(Some(Ok(row))) => Some((Ok(row), (rows, n + 1, false))),
+                        Ok(Some(Ok(row)))
+                            if bytes + row.data.len() as u64 > limits.max_result_bytes =>
+                        {
+                            drop(row);
+                            failed(limits.bytes_error())
+                        }
+                        Ok(Some(Ok(row))) => {
+                            let size = row.data.len() as u64;
+                            Some((Ok(row), (rows, n + 1, bytes + size, false)))
+                        }
                     }
                 }
+            },
+        );
+        // produced on the query threads, so that a client that stops reading does not keep the
+        // query (and its memory) past the deadline
+        let late_metrics = self.metrics.clone();
+        let rows = self
+            .runtime
+            .pump_items(Box::pin(rows), deadline, Result::is_err, move || {
+                let e = limits.time_error();
+                late_metrics.observe("pg", outcome(Some(&e)), started.elapsed().as_secs_f64());
+                Err(to_pg(&e))
             });
         let mut out = QueryResponse::new(schema, rows);
         out.set_command_tag(&tag);
@@ -249,6 +330,11 @@ impl SimpleQueryHandler for Handlers {
     {
         let started = Instant::now();
         let deadline = started + self.limits.timeout;
+        if let Err(e) = self.limits.sql.check_text(query) {
+            self.metrics
+                .observe("pg", outcome(Some(&e)), started.elapsed().as_secs_f64());
+            return Err(to_pg(&e));
+        }
         let run = SimpleQueryHandler::do_query(self.inner.as_ref(), client, query);
         let responses = self.planned(run, started, deadline).await?;
         Ok(responses
@@ -299,8 +385,14 @@ impl PgWireServerHandlers for Factory {
         self.0.clone()
     }
 
-    fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
-        self.0.startup.clone()
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        // one per connection: the SASL exchange keeps its state in the handler
+        let scram = ScramAuth::new(self.0.auth.clone());
+        Arc::new(Startup {
+            inner: SASLAuthStartupHandler::new(Arc::new(DefaultServerParameterProvider::default()))
+                .with_scram(scram),
+            require_tls: self.0.require_tls,
+        })
     }
 }
 
@@ -310,23 +402,27 @@ pub async fn serve(
     catalog: Catalog,
     credentials: Credentials,
     metrics: QueryMetrics,
+    tls: Option<Arc<fjord_core::tls::ServerConfig>>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<()> {
     let ctx = Arc::new(catalog.context().clone());
     let hooks: Vec<Arc<dyn QueryHook>> = vec![
-        Arc::new(ReadOnly),
+        Arc::new(ReadOnly {
+            shape: catalog.limits().sql,
+        }),
         Arc::new(SetShowHook),
         Arc::new(TransactionStatementHook),
     ];
     let handlers = Arc::new(Handlers {
         inner: Arc::new(DfSessionService::new_with_hooks(ctx, hooks)),
         limits: catalog.limits(),
+        runtime: catalog.runtime().clone(),
         metrics,
-        startup: Arc::new(CleartextPasswordAuthStartupHandler::new(
-            TokenAuth(credentials),
-            DefaultServerParameterProvider::default(),
-        )),
+        auth: Arc::new(TokenAuth::new(&credentials)),
+        require_tls: tls.is_some(),
     });
+    let acceptor = tls.map(fjord_core::tls::TlsAcceptor::from);
+    let runtime = handlers.runtime.clone();
     let factory = Arc::new(Factory(handlers));
     loop {
         let accepted = tokio::select! {
@@ -340,9 +436,10 @@ pub async fn serve(
                 continue;
             }
         };
-        let factory = factory.clone();
-        tokio::spawn(async move {
-            if let Err(e) = pgwire::tokio::process_socket(socket, None, factory).await {
+        let (factory, acceptor) = (factory.clone(), acceptor.clone());
+        // parsing, planning and executing happen in the connection's task: on the query threads
+        runtime.handle().spawn(async move {
+            if let Err(e) = pgwire::tokio::process_socket(socket, acceptor, factory).await {
                 tracing::debug!(%peer, error = %e, "postgres connection ended with an error");
             }
         });

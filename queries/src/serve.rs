@@ -1,5 +1,6 @@
 //! `fjord serve`: starts the speed-layer feed, the catalog and the interfaces (HTTP with the
 //! dashboard, Postgres wire, Arrow Flight SQL), each on its `[serve]` address, until shutdown.
+//! With `[tls]`, HTTP is HTTPS and the Postgres wire requires TLS.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -82,6 +83,7 @@ pub async fn start(
         shutdown.clone(),
     ));
     let metrics = QueryMetrics::new(registry)?;
+    registry.register(catalog.runtime().running())?;
     let api = Api {
         catalog: catalog.clone(),
         speed: speed.clone(),
@@ -106,13 +108,21 @@ pub async fn start(
         .local_addr()
         .map_err(|e| Error::Serve(e.to_string()))?;
     let flight_service = FlightSql::new(catalog.clone(), credentials.clone(), metrics.clone());
+    let http_tls = fjord_core::tls::server_config(&cfg.tls, fjord_core::tls::ALPN_HTTP)?;
+    let pg_tls = fjord_core::tls::server_config(&cfg.tls, &[])?;
     let tasks = vec![
-        tokio::spawn(crate::http::serve(http_listener, router, shutdown.clone())),
+        tokio::spawn(crate::http::serve(
+            http_listener,
+            router,
+            http_tls,
+            shutdown.clone(),
+        )),
         tokio::spawn(crate::pg::serve(
             pg_listener,
             catalog,
             credentials,
             metrics,
+            pg_tls,
             shutdown.clone(),
         )),
         tokio::spawn(crate::flight::serve(

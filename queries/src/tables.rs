@@ -5,9 +5,11 @@
 //!   filters are handed to the Delta scan, which prunes `date` partitions and files by statistics.
 //! * [`MergedOccupancy`] — `occupancy_1m` / `occupancy_10m` of SPEC §4.3: batch rows of windows
 //!   ending at or before the batch high-water mark, speed rows of later windows, never both.
-//! * [`LiveTable`] — `occupancy_live` and `spaces_live`, snapshots of the speed layer.
+//! * [`LiveTable`] — `occupancy_live` and `spaces_live`, snapshots of the speed layer; a scan of
+//!   `spaces_live` whose filters name its lots (`lot_id = 'A'`, `lot_id IN ('A', 'B')`) builds only
+//!   their rows.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
@@ -319,6 +321,14 @@ impl TableProvider for LiveTable {
         TableType::Base
     }
 
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        // seen by the scan, which uses those naming lots; DataFusion still applies them all
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
     async fn scan(
         &self,
         state: &dyn Session,
@@ -326,12 +336,83 @@ impl TableProvider for LiveTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let lots = lots_named(filters);
         let batch = self.speed.read(|s| match self.which {
             Live::Occupancy => s.live_batch(),
-            Live::Spaces => s.spaces_batch(),
+            Live::Spaces => s.spaces_batch(lots.as_ref()),
         });
         MemTable::try_new(self.schema(), vec![vec![batch]])?
             .scan(state, projection, filters, limit)
             .await
+    }
+}
+
+/// The lots a row must belong to for `filters` (all of them hold) to pass: from `lot_id = 'A'` and
+/// `lot_id IN ('A', 'B')`, intersected; `None` when no filter limits `lot_id` that way.
+fn lots_named(filters: &[Expr]) -> Option<BTreeSet<String>> {
+    fn lot_column(e: &Expr) -> bool {
+        matches!(e, Expr::Column(c) if c.name == "lot_id")
+    }
+    fn text(e: &Expr) -> Option<String> {
+        match e {
+            Expr::Literal(
+                ScalarValue::Utf8(Some(v))
+                | ScalarValue::LargeUtf8(Some(v))
+                | ScalarValue::Utf8View(Some(v)),
+                _,
+            ) => Some(v.clone()),
+            _ => None,
+        }
+    }
+    fn one(e: &Expr) -> Option<BTreeSet<String>> {
+        match e {
+            Expr::BinaryExpr(b) if b.op == datafusion::logical_expr::Operator::Eq => {
+                let v = if lot_column(&b.left) {
+                    text(&b.right)
+                } else if lot_column(&b.right) {
+                    text(&b.left)
+                } else {
+                    None
+                };
+                v.map(|v| BTreeSet::from([v]))
+            }
+            Expr::InList(l) if !l.negated && lot_column(&l.expr) => {
+                l.list.iter().map(text).collect()
+            }
+            _ => None,
+        }
+    }
+    filters
+        .iter()
+        .filter_map(one)
+        .reduce(|a, b| a.intersection(&b).cloned().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::logical_expr::in_list;
+
+    #[test]
+    fn lots_named_by_equality_and_in_lists_are_intersected() {
+        let set = |v: &[&str]| Some(v.iter().map(|s| (*s).to_owned()).collect::<BTreeSet<_>>());
+        assert_eq!(lots_named(&[col("lot_id").eq(lit("A"))]), set(&["A"]));
+        assert_eq!(lots_named(&[lit("A").eq(col("lot_id"))]), set(&["A"]));
+        assert_eq!(
+            lots_named(&[
+                in_list(col("lot_id"), vec![lit("A"), lit("B")], false),
+                col("lot_id").eq(lit("B")),
+            ]),
+            set(&["B"])
+        );
+        // nothing that limits lot_id to named values
+        assert_eq!(lots_named(&[col("space_id").eq(lit("A"))]), None);
+        assert_eq!(
+            lots_named(&[in_list(col("lot_id"), vec![lit("A")], true)]),
+            None
+        );
+        assert_eq!(lots_named(&[col("lot_id").gt(lit("A"))]), None);
+        // a value that is not text (lot_id = 1) names no lot: everything is built, then filtered
+        assert_eq!(lots_named(&[col("lot_id").eq(lit(1))]), None);
     }
 }

@@ -24,8 +24,8 @@ pub struct OutRecord {
     pub partition: Option<i32>,
     /// Key.
     pub key: Vec<u8>,
-    /// Value.
-    pub payload: Vec<u8>,
+    /// Value; `None` deletes the key from a compacted topic.
+    pub payload: Option<Vec<u8>>,
     /// Headers.
     pub headers: Vec<(String, Vec<u8>)>,
 }
@@ -53,7 +53,7 @@ pub fn record(topics: &Topics, output: Output) -> OutRecord {
                 topic: topics.late.clone(),
                 partition: None,
                 key: lot_id.into_bytes(),
-                payload,
+                payload: Some(payload),
                 headers,
             }
         }
@@ -71,7 +71,7 @@ pub fn record(topics: &Topics, output: Output) -> OutRecord {
                 topic: topics.dlq.clone(),
                 partition: None,
                 key: key.unwrap_or_default(),
-                payload,
+                payload: Some(payload),
                 headers,
             }
         }
@@ -84,7 +84,7 @@ pub fn window_record(topics: &Topics, w: &OccupancyWindow) -> OutRecord {
         topic: topics.occupancy.clone(),
         partition: None,
         key: w.lot_id.clone().into_bytes(),
-        payload: serde_json::to_vec(w).unwrap_or_default(),
+        payload: Some(serde_json::to_vec(w).unwrap_or_default()),
         headers: vec![(
             HEADER_WINDOW.into(),
             window_label(w.window_end - w.window_start).into_bytes(),
@@ -99,7 +99,7 @@ pub fn alert_record(topics: &Topics, a: &Alert) -> OutRecord {
         topic: topics.alerts.clone(),
         partition: None,
         key: a.key.clone().into_bytes(),
-        payload: serde_json::to_vec(a).unwrap_or_default(),
+        payload: Some(serde_json::to_vec(a).unwrap_or_default()),
         headers: Vec::new(),
     }
 }
@@ -110,7 +110,7 @@ pub fn live_record(topics: &Topics, row: &LiveRow) -> OutRecord {
         topic: topics.live.clone(),
         partition: None,
         key: row.lot_id.clone().into_bytes(),
-        payload: serde_json::to_vec(row).unwrap_or_default(),
+        payload: Some(serde_json::to_vec(row).unwrap_or_default()),
         headers: Vec::new(),
     }
 }
@@ -121,7 +121,7 @@ pub fn space_record(topics: &Topics, row: &SpaceRow) -> OutRecord {
         topic: topics.spaces_live.clone(),
         partition: None,
         key: row.key(),
-        payload: serde_json::to_vec(row).unwrap_or_default(),
+        payload: Some(serde_json::to_vec(row).unwrap_or_default()),
         headers: Vec::new(),
     }
 }
@@ -131,7 +131,7 @@ pub fn checkpoint_record(
     topics: &Topics,
     partition: i32,
     key: String,
-    value: Vec<u8>,
+    value: Option<Vec<u8>>,
 ) -> OutRecord {
     OutRecord {
         topic: topics.stream_state.clone(),
@@ -168,7 +168,7 @@ mod tests {
         assert_eq!(r.topic, "fjord.occupancy");
         assert_eq!(r.key, b"L1");
         assert_eq!(
-            String::from_utf8(r.payload).unwrap(),
+            String::from_utf8(r.payload.unwrap()).unwrap(),
             r#"{"lot_id":"L1","window_start":"2026-11-21T10:00:00.000Z","window_end":"2026-11-21T10:01:00.000Z","capacity":10,"occupied_avg":2.5,"occupancy_ratio":0.25,"occupied_end":3,"arrivals":4,"departures":1,"readings":12,"source":"speed"}"#
         );
         assert_eq!(r.headers, vec![(HEADER_WINDOW.to_owned(), b"1m".to_vec())]);

@@ -179,6 +179,10 @@ pub struct PartitionState {
     /// (lot, space) of the twins that changed since they were last published.
     twins_dirty: BTreeSet<(String, String)>,
     meta_dirty: bool,
+    /// The lots whose state was last written in parts, and how ([`parts`]).
+    parts: HashMap<String, parts::Parts>,
+    /// Parts no header refers to (left by a crash), deleted with the next checkpoint.
+    orphans: Vec<String>,
     /// No lot has anything to do before this instant.
     next_due: TimestampMs,
     /// No lot's alerts have anything to do before this watermark.
@@ -199,6 +203,8 @@ impl PartitionState {
             live_dirty: HashSet::new(),
             twins_dirty: BTreeSet::new(),
             meta_dirty: false,
+            parts: HashMap::new(),
+            orphans: Vec::new(),
             next_due: i64::MIN,
             alerts_due: i64::MIN,
         }
@@ -447,26 +453,32 @@ impl PartitionState {
         twins::rows(&dirty, |lot| self.lots.get(lot).map(|l| &l.twins))
     }
 
-    /// The checkpoint records changed since the last call: one per changed lot (key
-    /// `lot/<lot_id>`), then the partition meta (key `meta`). Lots come first so that a
-    /// checkpoint cut short by a crash never has a meta newer than its lots.
-    pub fn take_checkpoint(&mut self) -> Vec<(String, Vec<u8>)> {
+    /// The checkpoint records changed since the last call: each changed lot's state (key
+    /// `lot/<lot_id>`, in parts when large: [`parts`]), deletions of parts no longer needed, then
+    /// the partition meta (key `meta`). Lots come first so that a checkpoint cut short by a crash
+    /// never has a meta newer than its lots. A value of `None` deletes its key.
+    pub fn take_checkpoint(&mut self) -> Vec<parts::Record> {
         let mut lots: Vec<String> = self.dirty.drain().collect();
         lots.sort();
-        let mut records: Vec<(String, Vec<u8>)> = lots
-            .iter()
-            .filter_map(|id| {
-                self.lots
-                    .get(id)
-                    .map(|lot| (format!("lot/{id}"), encode(lot)))
-            })
-            .collect();
+        let mut records: Vec<parts::Record> = Vec::new();
+        for id in &lots {
+            let Some(lot) = self.lots.get(id) else {
+                continue;
+            };
+            let (written, how) = parts::split(id, encode(lot), self.parts.get(id).copied());
+            records.extend(written);
+            match how {
+                Some(p) => self.parts.insert(id.clone(), p),
+                None => self.parts.remove(id),
+            };
+        }
+        records.extend(self.orphans.drain(..).map(|k| (k, None)));
         if self.meta_dirty || !records.is_empty() {
             let meta = PartitionMeta {
                 next_offset: self.next_offset,
                 watermark: self.watermark.clone(),
             };
-            records.push(("meta".to_owned(), encode(&meta)));
+            records.push(("meta".to_owned(), Some(encode(&meta))));
             self.meta_dirty = false;
         }
         records
@@ -480,6 +492,7 @@ impl PartitionState {
         records: impl IntoIterator<Item = (String, Vec<u8>)>,
     ) -> Result<Self, String> {
         let mut state = Self::new(partition, settings);
+        let (mut lot_records, mut part_records) = (Vec::new(), HashMap::new());
         for (key, value) in records {
             if key == "meta" {
                 let meta: PartitionMeta =
@@ -489,20 +502,43 @@ impl PartitionState {
             } else if key.starts_with("presence/") {
                 // a presence partition's state sharing this changelog partition
                 continue;
+            } else if key.starts_with(parts::PART_PREFIX) {
+                part_records.insert(key, value);
             } else if let Some(lot_id) = key.strip_prefix("lot/") {
-                let (lot, upgraded): (LotState, bool) =
-                    decode_lot(&value).map_err(|e| format!("checkpoint of lot {lot_id}: {e}"))?;
-                if upgraded {
-                    state
-                        .twins_dirty
-                        .extend(lot.twins.keys().map(|s| (lot_id.to_owned(), s.clone())));
-                    state.dirty.insert(lot_id.to_owned());
-                }
-                state.lots.insert(lot_id.to_owned(), lot);
+                lot_records.push((lot_id.to_owned(), value));
             } else {
                 return Err(format!("unknown checkpoint key {key:?}"));
             }
         }
+        let mut used = HashSet::new();
+        for (lot_id, value) in lot_records {
+            let joined;
+            let bytes = match parts::read_header(&value) {
+                None => &value,
+                Some(header) => {
+                    let p = header.map_err(|e| format!("checkpoint of lot {lot_id}: {e}"))?;
+                    joined = parts::join(&lot_id, &p, |k| part_records.get(k).map(Vec::as_slice))
+                        .map_err(|e| format!("checkpoint of lot {lot_id}: {e}"))?;
+                    used.extend(p.keys(&lot_id));
+                    state.parts.insert(lot_id.clone(), p);
+                    &joined
+                }
+            };
+            let (lot, upgraded): (LotState, bool) =
+                decode_lot(bytes).map_err(|e| format!("checkpoint of lot {lot_id}: {e}"))?;
+            if upgraded {
+                state
+                    .twins_dirty
+                    .extend(lot.twins.keys().map(|s| (lot_id.clone(), s.clone())));
+                state.dirty.insert(lot_id.clone());
+            }
+            state.lots.insert(lot_id, lot);
+        }
+        state.orphans = part_records
+            .into_keys()
+            .filter(|k| !used.contains(k))
+            .collect();
+        state.orphans.sort();
         state.next_due = state
             .lots
             .values()
@@ -531,6 +567,7 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     postcard::to_allocvec(v).unwrap_or_default()
 }
 
+pub mod parts;
 #[cfg(test)]
 mod tests;
 pub mod twins;

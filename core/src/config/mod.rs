@@ -57,6 +57,8 @@ pub struct Config {
     pub serve: ServeConfig,
     /// Credentials every interface checks.
     pub auth: AuthConfig,
+    /// TLS of every listener.
+    pub tls: TlsConfig,
     /// Users of the embedded MQTT broker and of HTTP ingest, with what they may publish.
     pub credentials: Vec<Credential>,
     /// The lots registry (SPEC §3.4), inline.
@@ -81,6 +83,7 @@ impl Default for Config {
             alerts: AlertsConfig::default(),
             serve: ServeConfig::default(),
             auth: AuthConfig::default(),
+            tls: TlsConfig::default(),
             credentials: Vec::new(),
             lots: Vec::new(),
         }
@@ -135,6 +138,8 @@ impl Config {
         self.batch.validate(&mut problems);
         self.alerts.validate(&self.stream.windows, &mut problems);
         self.serve.validate(&mut problems);
+        self.auth.validate(&mut problems);
+        self.tls.validate(&mut problems);
         for (i, lot) in self.lots.iter().enumerate() {
             for msg in lot.problems() {
                 problems.push((format!("lots[{i}]"), msg));

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -497,6 +498,17 @@ pub struct ServeConfig {
     /// Most rows one query may return; a query that would return more ends with an error naming this
     /// limit (add a `LIMIT`).
     pub max_result_rows: u64,
+    /// Largest result (MiB of Arrow data) one query may return; past it the query ends with an
+    /// error naming this limit.
+    pub max_result_mb: u64,
+    /// Longest SQL text accepted, in bytes.
+    pub max_sql_bytes: u64,
+    /// Deepest nesting of expressions and subqueries accepted in one statement.
+    pub max_sql_depth: u32,
+    /// Most bytes one call of a function that builds values of a size its arguments ask for
+    /// (`repeat`, `lpad`, `rpad`, `array_repeat`, `range`, …) may build for a batch of rows (at
+    /// most `query_memory_mb` applies).
+    pub max_function_output_mb: u64,
 }
 
 impl Default for ServeConfig {
@@ -508,6 +520,10 @@ impl Default for ServeConfig {
             query_timeout: Duration::from_secs(60),
             query_memory_mb: 2048,
             max_result_rows: 1_000_000,
+            max_result_mb: 1024,
+            max_sql_bytes: 256 * 1024,
+            max_sql_depth: 1024,
+            max_function_output_mb: 64,
         }
     }
 }
@@ -539,6 +555,27 @@ impl ServeConfig {
         if self.max_result_rows == 0 {
             p.push(("serve.max_result_rows".into(), "must be at least 1".into()));
         }
+        if self.max_result_mb == 0 {
+            p.push(("serve.max_result_mb".into(), "must be at least 1".into()));
+        }
+        if !(64..=16 * 1024 * 1024).contains(&self.max_sql_bytes) {
+            p.push((
+                "serve.max_sql_bytes".into(),
+                "must be between 64 and 16777216".into(),
+            ));
+        }
+        if !(16..=4096).contains(&self.max_sql_depth) {
+            p.push((
+                "serve.max_sql_depth".into(),
+                "must be between 16 and 4096".into(),
+            ));
+        }
+        if self.max_function_output_mb == 0 {
+            p.push((
+                "serve.max_function_output_mb".into(),
+                "must be at least 1".into(),
+            ));
+        }
     }
 }
 
@@ -546,7 +583,76 @@ impl ServeConfig {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
-    /// Token (the password of user `fjord`) that every interface requires. Unset: generated at start
-    /// and printed.
+    /// Token (the password of user `fjord`) that every interface requires; at least
+    /// [`MIN_TOKEN_CHARS`] characters. Unset: generated at start and printed.
     pub token: Option<String>,
+}
+
+/// Shortest `auth.token` accepted.
+pub const MIN_TOKEN_CHARS: usize = 16;
+
+impl AuthConfig {
+    /// Why `token` cannot be the token, if it cannot (an empty or short token would open every
+    /// interface to guessing).
+    pub fn token_problem(token: &str) -> Option<String> {
+        if token.chars().count() < MIN_TOKEN_CHARS {
+            return Some(format!(
+                "must be at least {MIN_TOKEN_CHARS} characters (got {}); leave it unset to have one generated",
+                token.chars().count()
+            ));
+        }
+        if token.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Some("may not contain spaces or control characters".into());
+        }
+        None
+    }
+
+    pub(crate) fn validate(&self, p: &mut Problems) {
+        if let Some(problem) = self.token.as_deref().and_then(Self::token_problem) {
+            p.push(("auth.token".into(), problem));
+        }
+    }
+}
+
+/// `[tls]`: one certificate and key for every listener of the process (HTTP API and ingest,
+/// Postgres wire, the embedded MQTT broker). Both set: those listeners speak TLS only.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM file with the server's certificate, then its chain.
+    pub cert_file: Option<PathBuf>,
+    /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// True when listeners speak TLS.
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some() && self.key_file.is_some()
+    }
+
+    pub(crate) fn validate(&self, p: &mut Problems) {
+        match (&self.cert_file, &self.key_file) {
+            (Some(_), None) => {
+                p.push(("tls.key_file".into(), "is needed with tls.cert_file".into()))
+            }
+            (None, Some(_)) => {
+                p.push(("tls.cert_file".into(), "is needed with tls.key_file".into()))
+            }
+            _ => {}
+        }
+        for (key, file) in [
+            ("tls.cert_file", &self.cert_file),
+            ("tls.key_file", &self.key_file),
+        ] {
+            if let Some(f) = file
+                && !f.is_file()
+            {
+                p.push((
+                    key.into(),
+                    format!("{} is not a readable file", f.display()),
+                ));
+            }
+        }
+    }
 }

@@ -328,3 +328,31 @@ rules = ["centre_full", "nope"]
         "{text}"
     );
 }
+
+#[test]
+fn a_short_or_empty_token_is_refused() {
+    for (token, ok) in [
+        ("", false),
+        ("short-token", false),
+        ("0123456789abcdef", true),
+    ] {
+        let d = tempfile::tempdir().unwrap();
+        let path = write(
+            d.path(),
+            "c.toml",
+            &format!("[auth]\ntoken = \"{token}\"\n"),
+        );
+        let r = Config::load(Some(&path), Vec::<(String, String)>::new());
+        match (r, ok) {
+            (Ok(_), true) => {}
+            (Err(e), false) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains("auth.token") && text.contains("at least 16"),
+                    "{text}"
+                );
+            }
+            (r, _) => panic!("{token:?}: {r:?}"),
+        }
+    }
+}

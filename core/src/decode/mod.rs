@@ -93,6 +93,17 @@ pub enum DecodeError {
     /// The topic's `lot_id` or `space_id` segment is empty (`parking//S1`).
     #[error("the topic's `{0}` segment is empty; publish to parking/<lot_id>/<space_id>")]
     EmptyTopicId(&'static str),
+    /// A `lot_id` or `space_id` that fjord does not accept: longer than [`MAX_ID_BYTES`], or with
+    /// a control character, an MQTT wildcard (`#`, `+`) or `/`.
+    #[error(
+        "`{field}` {problem}; ids are at most 128 bytes of printable characters without `#`, `+` or `/`"
+    )]
+    BadId {
+        /// `lot_id` or `space_id`.
+        field: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// The payload has no bytes.
     #[error("payload is empty; send a JSON object or a CBOR map")]
     Empty,
@@ -172,6 +183,7 @@ impl DecodeError {
         match self {
             DecodeError::EmptyTopicId(_) => "empty_id",
             DecodeError::MissingId(_) => "missing_id",
+            DecodeError::BadId { .. } => "bad_id",
             DecodeError::Empty => "empty",
             DecodeError::UnsupportedContentType(_) => "content_type",
             DecodeError::NotAnObject(_) => "not_an_object",
@@ -232,6 +244,30 @@ pub fn detect_format(
     }
 }
 
+/// Longest `lot_id` or `space_id`, in bytes: ids key the stream processor's state, Kafka records
+/// and lake partitions, so one device must not be able to make them arbitrarily large.
+pub const MAX_ID_BYTES: usize = 128;
+
+/// Checks an id against the rules of [`DecodeError::BadId`].
+pub fn valid_id(field: &'static str, id: &str) -> Result<(), DecodeError> {
+    let problem = if id.len() > MAX_ID_BYTES {
+        Some(format!("is {} bytes long", id.len()))
+    } else if let Some(c) = id.chars().find(|c| c.is_control()) {
+        Some(format!(
+            "contains the control character U+{:04X}",
+            u32::from(c)
+        ))
+    } else {
+        id.chars()
+            .find(|c| matches!(c, '#' | '+' | '/'))
+            .map(|c| format!("contains {c:?}"))
+    };
+    match problem {
+        Some(problem) => Err(DecodeError::BadId { field, problem }),
+        None => Ok(()),
+    }
+}
+
 /// Decodes one message into a [`Reading`] (SPEC §3.1).
 pub fn decode_reading(msg: &RawMessage<'_>, opts: &DecodeOptions) -> Result<Reading, DecodeError> {
     if msg.lot_id.is_empty() {
@@ -282,6 +318,8 @@ fn finish(
     if let Some(field) = raw.duplicate {
         return Err(DecodeError::DuplicateField(field));
     }
+    valid_id("lot_id", lot_id)?;
+    valid_id("space_id", space_id)?;
     check_id("lot_id", raw.lot_id.as_ref(), lot_id)?;
     check_id("space_id", raw.space_id.as_ref(), space_id)?;
     let occupied = match raw.occupied {

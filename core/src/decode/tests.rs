@@ -422,3 +422,44 @@ fn a_document_names_its_own_lot_and_space() {
     .unwrap_err();
     assert_eq!(e.reason(), "invalid_field");
 }
+
+#[test]
+fn ids_are_bounded_and_printable_without_wildcards() {
+    let opts = DecodeOptions::default();
+    let long = "x".repeat(MAX_ID_BYTES + 1);
+    for (lot, space, what) in [
+        ("P1", long.as_str(), "129 bytes"),
+        ("P\u{0}1", "S1", "U+0000"),
+        ("P1", "S\n1", "U+000A"),
+        ("P#", "S1", "'#'"),
+        ("P1", "S+", "'+'"),
+    ] {
+        let m = RawMessage {
+            lot_id: lot,
+            space_id: space,
+            payload: br#"{"occupied":true}"#,
+            content_type: None,
+            received_at: 1_700_000_000_000,
+        };
+        let e = decode_reading(&m, &opts).unwrap_err();
+        assert_eq!(e.reason(), "bad_id", "{lot:?}/{space:?}");
+        assert!(e.to_string().contains(what), "{e}");
+    }
+    let ok = "y".repeat(MAX_ID_BYTES);
+    let m = RawMessage {
+        lot_id: "Lot A-1",
+        space_id: &ok,
+        payload: br#"{"occupied":true}"#,
+        content_type: None,
+        received_at: 1_700_000_000_000,
+    };
+    assert!(decode_reading(&m, &opts).is_ok());
+    // a backfill line's ids follow the same rules
+    let e = decode_document(
+        br#"{"lot_id":"A/B","space_id":"S1","occupied":true,"ts":1700000000000}"#,
+        1_700_000_000_000,
+        &opts,
+    )
+    .unwrap_err();
+    assert_eq!(e.reason(), "bad_id");
+}

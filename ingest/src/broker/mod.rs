@@ -12,6 +12,7 @@
 //! one connection at a time (a constant of rumqttd 0.20), which bounds one bridge's throughput from
 //! the embedded broker; an external broker (mosquitto, EMQX) has no such limit.
 
+pub mod client_ids;
 pub mod proxy;
 
 use crate::wire as packet;
@@ -134,6 +135,7 @@ impl EmbeddedBroker {
             max_packet_bytes: config.max_payload_bytes + 64 * 1024,
             connect_timeout: config.connect_timeout.std(),
             refused,
+            client_ids: std::sync::Mutex::default(),
         });
         let accept = tokio::spawn(async move {
             loop {

@@ -6,7 +6,15 @@
 //! credential nobody else knows. From then on it relays packets both ways and checks every PUBLISH
 //! and SUBSCRIBE of the client against its rights: a refused PUBLISH is answered by the front
 //! (MQTT 5: reason "not authorized"; 3.1.1: acknowledged and dropped, as mosquitto does), a refused
-//! SUBSCRIBE gets a failure SUBACK. Every refusal is logged and counted.
+//! SUBSCRIBE gets a failure SUBACK. Every refusal is logged (a topic shortened to
+//! [`LOGGED_TOPIC_BYTES`]) and counted.
+//!
+//! Client ids are bound to users ([`crate::broker::client_ids`]): nobody takes over another
+//! user's session, and fjord's own ids (`fjord-…`) are reserved for administrators. What one
+//! connection can make the front hold is bounded: its topic aliases take at most
+//! [`MAX_ALIAS_BYTES`], and a device's (non-administrator's) PUBLISH is passed on without its
+//! RETAIN flag, so devices cannot fill the broker's retained store; the message itself is
+//! delivered.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -40,8 +48,29 @@ pub struct Front {
     pub max_packet_bytes: usize,
     /// Time allowed for the CONNECT.
     pub connect_timeout: Duration,
-    /// Refusals, by `what` (auth, publish, subscribe, will).
+    /// Refusals, by `what` (auth, publish, subscribe, will, client_id, alias).
     pub refused: IntCounterVec,
+    /// Which user owns which client id.
+    pub client_ids: std::sync::Mutex<crate::broker::client_ids::ClientIds>,
+}
+
+/// Most bytes of topic names one connection's topic aliases may hold; a client past it is
+/// disconnected.
+pub const MAX_ALIAS_BYTES: usize = 1024 * 1024;
+
+/// Longest part of a topic written to the log.
+pub const LOGGED_TOPIC_BYTES: usize = 200;
+
+/// `topic` for the log: at most [`LOGGED_TOPIC_BYTES`] (cut at a character boundary, with `…`).
+fn logged(topic: &str) -> std::borrow::Cow<'_, str> {
+    if topic.len() <= LOGGED_TOPIC_BYTES {
+        return topic.into();
+    }
+    let mut end = LOGGED_TOPIC_BYTES;
+    while !topic.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &topic[..end], topic.len()).into()
 }
 
 async fn read_frame(
@@ -102,11 +131,29 @@ async fn relay(front: &Front, client: TcpStream, peer: SocketAddr) -> std::io::R
         && !user.may_publish(&will.topic)
     {
         front.refused.with_label_values(&["will"]).inc();
-        warn!(%peer, user = %user_name, topic = %will.topic, "MQTT connection refused: the will topic is not allowed");
+        warn!(%peer, user = %user_name, topic = %logged(&will.topic), "MQTT connection refused: the will topic is not allowed");
         client_tx
             .write_all(&packet::connack_refused(v5, false))
             .await?;
         return Ok(());
+    }
+    let admin = user.may_subscribe("#");
+    let claimed = front
+        .client_ids
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .claim(&connect.client_id, &user_name, admin);
+    if let Err(why) = claimed {
+        front.refused.with_label_values(&["client_id"]).inc();
+        warn!(%peer, user = %user_name, client_id = %logged(&connect.client_id), reason = %why, "MQTT connection refused: client id not allowed");
+        client_tx
+            .write_all(&packet::connack_id_rejected(v5))
+            .await?;
+        return Ok(());
+    }
+    if !admin {
+        // nor do their wills (bit 5 of the CONNECT flags: will retain)
+        connect.will_bits &= !0x20;
     }
     connect.username = Some(front.internal_user.clone());
     connect.password = Some(Bytes::from(front.internal_password.clone()));
@@ -152,6 +199,7 @@ async fn relay(front: &Front, client: TcpStream, peer: SocketAddr) -> std::io::R
 
     let user_rights = user;
     let mut aliases: HashMap<u16, String> = HashMap::new();
+    let mut alias_bytes = 0usize;
     let mut refused_qos2: HashSet<u16> = HashSet::new();
     let client_side = async {
         let r = async {
@@ -162,17 +210,27 @@ async fn relay(front: &Front, client: TcpStream, peer: SocketAddr) -> std::io::R
                         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
                     let topic = match (info.topic.is_empty(), info.alias) {
                         (false, Some(a)) => {
-                            aliases.insert(a, info.topic.clone());
+                            alias_bytes += info.topic.len();
+                            if let Some(old) = aliases.insert(a, info.topic.clone()) {
+                                alias_bytes -= old.len();
+                            }
+                            if alias_bytes > MAX_ALIAS_BYTES {
+                                front.refused.with_label_values(&["alias"]).inc();
+                                warn!(%peer, user = %user_rights.name(), "MQTT client disconnected: its topic aliases hold more than {MAX_ALIAS_BYTES} bytes");
+                                break;
+                            }
                             info.topic.clone()
                         }
                         (true, Some(a)) => aliases.get(&a).cloned().unwrap_or_default(),
                         _ => info.topic.clone(),
                     };
                     if user_rights.may_publish(&topic) {
-                        broker_tx.write_all(&frame.encode()).await?;
+                        // devices do not set retained messages (bit 0 of the first byte)
+                        let first = if admin { frame.first } else { frame.first & !0x01 };
+                        broker_tx.write_all(&packet::encode(first, &frame.body)).await?;
                     } else {
                         front.refused.with_label_values(&["publish"]).inc();
-                        warn!(%peer, user = %user_rights.name(), %topic, "MQTT publish refused: not allowed for this user");
+                        warn!(%peer, user = %user_rights.name(), topic = %logged(&topic), "MQTT publish refused: not allowed for this user");
                         if info.qos > 0 {
                             if info.qos == 2 && !v5 {
                                 refused_qos2.insert(info.pkid);
@@ -196,7 +254,8 @@ async fn relay(front: &Front, client: TcpStream, peer: SocketAddr) -> std::io::R
                         broker_tx.write_all(&frame.encode()).await?;
                     } else {
                         front.refused.with_label_values(&["subscribe"]).inc();
-                        warn!(%peer, user = %user_rights.name(), ?filters, "MQTT subscribe refused: not allowed for this user");
+                        let shown: Vec<_> = filters.iter().take(5).map(|f| logged(f)).collect();
+                        warn!(%peer, user = %user_rights.name(), filters = ?shown, count = filters.len(), "MQTT subscribe refused: not allowed for this user");
                         let _ = to_client.send(packet::suback_refused(pkid, filters.len(), v5)).await;
                     }
                 }

@@ -81,14 +81,25 @@ pub fn api_routes(api: Api) -> Router {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
+    tls: Option<std::sync::Arc<fjord_core::tls::ServerConfig>>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-        })
-        .await
-        .map_err(|e| Error::Serve(format!("HTTP server: {e}")))
+    let stop = async move {
+        let _ = shutdown.wait_for(|s| *s).await;
+    };
+    match tls {
+        None => axum::serve(listener, router)
+            .with_graceful_shutdown(stop)
+            .await
+            .map_err(|e| Error::Serve(format!("HTTP server: {e}"))),
+        Some(config) => {
+            let listener = fjord_core::tls::TlsListener::new(listener, config)?;
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stop)
+                .await
+                .map_err(|e| Error::Serve(format!("HTTPS server: {e}")))
+        }
+    }
 }
 
 fn error_body(status: StatusCode, kind: &str, message: &str) -> Response {

@@ -10,7 +10,7 @@
 pub mod feed;
 pub mod trim;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 
 use arrow::array::{
@@ -23,8 +23,6 @@ use fjord_core::time::TimestampMs;
 /// The latest known state of one space.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Space {
-    /// Its lot.
-    pub lot_id: String,
     /// Occupied by its newest reading.
     pub occupied: bool,
     /// Event time since when it has been in that state (its first reading in that state).
@@ -42,8 +40,8 @@ pub struct SpeedState {
     windows: BTreeMap<(i64, String, TimestampMs), OccupancyWindow>,
     /// Current occupancy by lot.
     live: BTreeMap<String, LiveRow>,
-    /// Twins by (lot, space).
-    spaces: HashMap<(String, String), Space>,
+    /// Twins by lot, then space (sorted, so a scan of some lots reads only theirs).
+    spaces: BTreeMap<String, BTreeMap<String, Space>>,
     /// The latest change of each alert, by alert key.
     alerts: BTreeMap<String, Alert>,
 }
@@ -94,14 +92,13 @@ impl SpeedState {
     /// Takes in a space's twin from the compacted `spaces-live` topic; a replayed older one does
     /// not win over a newer one.
     pub fn set_space(&mut self, row: SpaceRow) {
-        let key = (row.lot_id, row.space_id);
-        match self.spaces.get(&key) {
+        let lot = self.spaces.entry(row.lot_id).or_default();
+        match lot.get(&row.space_id) {
             Some(s) if s.last_seen > row.last_seen => {}
             _ => {
-                self.spaces.insert(
-                    key.clone(),
+                lot.insert(
+                    row.space_id,
                     Space {
-                        lot_id: key.0,
                         occupied: row.occupied,
                         since: row.since,
                         battery: row.battery,
@@ -137,7 +134,7 @@ impl SpeedState {
 
     /// The twin of one space.
     pub fn space(&self, lot_id: &str, space_id: &str) -> Option<&Space> {
-        self.spaces.get(&(lot_id.to_owned(), space_id.to_owned()))
+        self.spaces.get(lot_id)?.get(space_id)
     }
 
     /// `occupancy_live` (one row per lot), by lot.
@@ -165,24 +162,31 @@ impl SpeedState {
             .unwrap_or_else(|e| unreachable!("occupancy_live batch does not match its schema: {e}"))
     }
 
-    /// `spaces_live` (one row per space), by lot then space.
-    pub fn spaces_batch(&self) -> RecordBatch {
-        let mut keys: Vec<&(String, String)> = self.spaces.keys().collect();
-        keys.sort();
+    /// `spaces_live` (one row per space), by lot then space; only the lots in `lots` when given
+    /// (a scan whose filters name its lots builds only their rows).
+    pub fn spaces_batch(&self, lots: Option<&BTreeSet<String>>) -> RecordBatch {
         let mut lot = StringBuilder::new();
         let mut space = StringBuilder::new();
         let mut occupied = BooleanBuilder::new();
         let mut since = TimestampMicrosecondBuilder::new().with_timezone("UTC");
         let mut battery = Int16Builder::new();
         let mut last_seen = TimestampMicrosecondBuilder::new().with_timezone("UTC");
-        for k in keys {
-            let s = &self.spaces[k];
-            lot.append_value(&s.lot_id);
-            space.append_value(&k.1);
-            occupied.append_value(s.occupied);
-            since.append_value(s.since.saturating_mul(1000));
-            battery.append_option(s.battery);
-            last_seen.append_value(s.last_seen.saturating_mul(1000));
+        let chosen: Box<dyn Iterator<Item = (&String, &BTreeMap<String, Space>)>> = match lots {
+            Some(lots) => Box::new(
+                lots.iter()
+                    .filter_map(|l| self.spaces.get_key_value(l.as_str())),
+            ),
+            None => Box::new(self.spaces.iter()),
+        };
+        for (lot_id, spaces) in chosen {
+            for (space_id, s) in spaces {
+                lot.append_value(lot_id);
+                space.append_value(space_id);
+                occupied.append_value(s.occupied);
+                since.append_value(s.since.saturating_mul(1000));
+                battery.append_option(s.battery);
+                last_seen.append_value(s.last_seen.saturating_mul(1000));
+            }
         }
         let columns: Vec<ArrayRef> = vec![
             Arc::new(lot.finish()),
@@ -310,7 +314,20 @@ mod tests {
             space_id: "S2".into(),
             ..row(true, 5, 9)
         });
-        assert_eq!(s.spaces_batch().num_rows(), 2);
+        s.set_space(SpaceRow {
+            lot_id: "L2".into(),
+            ..row(true, 5, 9)
+        });
+        assert_eq!(s.spaces_batch(None).num_rows(), 3);
+        let only = BTreeSet::from(["L2".to_owned(), "L9".to_owned()]);
+        let b = s.spaces_batch(Some(&only));
+        assert_eq!(b.num_rows(), 1, "only the lots asked for");
+        let lots = b
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .unwrap();
+        assert_eq!(lots.value(0), "L2");
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //! * 2xx: delivered.
 //! * Connection error, timeout, 408, 429, 5xx: retried with exponential backoff and jitter
 //!   ([`backoff`]), indefinitely (at-least-once), while other keys go on.
-//! * Any other status: the alert goes to `fjord.dlq` with the status and the start of the answer
+//! * Any other status, redirects included (they are not followed: that would re-post the signed
+//!   body to another address): the alert goes to `fjord.dlq` with the status and the start of the answer
 //!   (headers `fjord-error`, `fjord-webhook`, `fjord-http-status`); later changes still go out.
 
 pub mod backoff;
@@ -124,6 +125,8 @@ fn hook(
     let client = reqwest::Client::builder()
         .timeout(webhook.timeout.std())
         .user_agent(concat!("fjord/", env!("CARGO_PKG_VERSION")))
+        // a redirect would re-post the signed body elsewhere: a 3xx is an answer like a 4xx
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| Error::Config(format!("webhook {}: {e}", webhook.name)))?;
     let producer: FutureProducer = kafka::client_config(&config.kafka)

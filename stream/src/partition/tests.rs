@@ -44,6 +44,18 @@ fn rec(offset: i64, lot: &str, space: &str, ts: i64, occupied: bool) -> Rec {
     }
 }
 
+/// What a compacted changelog holds after `records`: the latest value per key, deletions applied.
+fn compacted(records: Vec<parts::Record>) -> Vec<(String, Vec<u8>)> {
+    let mut latest = std::collections::BTreeMap::new();
+    for (k, v) in records {
+        match v {
+            Some(v) => latest.insert(k, v),
+            None => latest.remove(&k),
+        };
+    }
+    latest.into_iter().collect()
+}
+
 fn feed(p: &mut PartitionState, s: &Settings, r: &Rec, out: &mut Vec<Output>) -> Fate {
     let input = InRecord {
         offset: r.offset,
@@ -199,7 +211,7 @@ fn a_restored_partition_replays_exactly_the_original_outputs() {
     // uninterrupted run, checkpoints after records 150 and 260
     let mut p = PartitionState::new(0, &s);
     let mut all: Vec<(i64, Output)> = Vec::new();
-    let mut checkpoints: Vec<Vec<(String, Vec<u8>)>> = Vec::new();
+    let mut checkpoints: Vec<Vec<parts::Record>> = Vec::new();
     for r in &records {
         let mut out = Vec::new();
         feed(&mut p, &s, r, &mut out);
@@ -212,7 +224,10 @@ fn a_restored_partition_replays_exactly_the_original_outputs() {
     let mut latest: std::collections::BTreeMap<String, Vec<u8>> = Default::default();
     for cp in &checkpoints {
         for (k, v) in cp {
-            latest.insert(k.clone(), v.clone());
+            match v {
+                Some(v) => latest.insert(k.clone(), v.clone()),
+                None => latest.remove(k),
+            };
         }
     }
     // a crash after 260: restore, then replay from an older committed offset (120)
@@ -240,7 +255,7 @@ fn a_restored_partition_replays_exactly_the_original_outputs() {
         .unwrap()
         .1
         .clone();
-    torn.insert("meta".into(), first_meta);
+    torn.insert("meta".into(), first_meta.unwrap());
     let mut restored = PartitionState::restore(0, &s, torn).unwrap();
     assert_eq!(restored.next_offset(), 151);
     let mut replay = Vec::new();
@@ -282,7 +297,7 @@ fn sensor_silent_fires_from_idle_ticks_alone_and_a_restored_partition_does_not_f
     assert_eq!(alerts[0].key, "sensor_silent/L1/S1");
     assert_eq!(alerts[0].event_time, T0 + 2 * MIN);
     // the alert state is part of the checkpoint
-    let restored = PartitionState::restore(0, &s, p.take_checkpoint()).unwrap();
+    let restored = PartitionState::restore(0, &s, compacted(p.take_checkpoint())).unwrap();
     let mut p = restored;
     let mut again = Vec::new();
     p.tick(&s, T0 + 4 * MIN, &mut again);
@@ -325,7 +340,7 @@ fn twins_follow_the_newest_reading_late_ones_too_and_survive_a_restore() {
     let ids: Vec<_> = rows.iter().map(|r| r.space_id.as_str()).collect();
     assert_eq!(ids, ["S2", "S3"]);
     // a restore continues the twins from the checkpoint
-    let checkpoint = p.take_checkpoint();
+    let checkpoint = compacted(p.take_checkpoint());
     let mut back = PartitionState::restore(0, &s, checkpoint).unwrap();
     assert!(back.take_spaces().is_empty(), "nothing new to publish");
     feed(
@@ -355,8 +370,7 @@ fn a_checkpoint_written_before_twins_restores_and_republishes_them() {
         &mut out,
     );
     // the lot's checkpoint as the previous format wrote it: (engine, applied_offset, alerts)
-    let old: Vec<(String, Vec<u8>)> = p
-        .take_checkpoint()
+    let old: Vec<(String, Vec<u8>)> = compacted(p.take_checkpoint())
         .into_iter()
         .map(|(key, value)| {
             if key.starts_with("lot/") {
@@ -393,4 +407,66 @@ fn a_checkpoint_written_before_twins_restores_and_republishes_them() {
         })
         .collect();
     assert!(PartitionState::restore(0, &s, cut).is_err());
+}
+
+#[test]
+fn a_lot_larger_than_a_record_is_checkpointed_in_parts_and_restored() {
+    let s = settings();
+    let mut p = PartitionState::new(0, &s);
+    let mut out = Vec::new();
+    // 3,000 spaces with 100-byte ids: a state of several parts
+    let id = |i: usize| format!("{i:0>100}");
+    for i in 0..3000 {
+        let r = rec(i as i64, "L1", &id(i), T0 + i as i64, i % 2 == 0);
+        assert_eq!(feed(&mut p, &s, &r, &mut out), Fate::Accepted);
+    }
+    let mut topic = std::collections::BTreeMap::new();
+    let write = |records: Vec<parts::Record>,
+                 topic: &mut std::collections::BTreeMap<String, Vec<u8>>| {
+        for (k, v) in records {
+            match v {
+                Some(v) => {
+                    assert!(v.len() <= parts::PART_BYTES + 64, "{k}: {} bytes", v.len());
+                    topic.insert(k, v);
+                }
+                None => {
+                    topic.remove(&k);
+                }
+            }
+        }
+    };
+    write(p.take_checkpoint(), &mut topic);
+    let parts_now = topic
+        .keys()
+        .filter(|k| k.starts_with(parts::PART_PREFIX))
+        .count();
+    assert!(parts_now >= 2, "{parts_now} parts");
+    let back = PartitionState::restore(0, &s, topic.clone()).unwrap();
+    assert_eq!(back.lots["L1"], p.lots["L1"]);
+    // the next state replaces the parts; a crash that left old parts behind is cleaned up at restore
+    let stale = topic.clone();
+    let r = rec(3000, "L1", &id(3000), T0 + 3000, true);
+    feed(&mut p, &s, &r, &mut out);
+    write(p.take_checkpoint(), &mut topic);
+    assert_eq!(
+        topic
+            .keys()
+            .filter(|k| k.starts_with(parts::PART_PREFIX))
+            .count(),
+        parts_now,
+        "the old parts were deleted"
+    );
+    let mut crashed = topic.clone();
+    crashed.extend(
+        stale
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(parts::PART_PREFIX)),
+    );
+    let mut back = PartitionState::restore(0, &s, crashed.clone()).unwrap();
+    assert_eq!(back.lots["L1"], p.lots["L1"]);
+    write(back.take_checkpoint(), &mut crashed);
+    assert_eq!(
+        crashed, topic,
+        "orphaned parts deleted with the next checkpoint"
+    );
 }

@@ -576,7 +576,7 @@ impl Processor {
                 &self.topics,
                 partition % self.state_partitions,
                 gateway::checkpoint_key(partition),
-                state.encode(),
+                Some(state.encode()),
             ));
         }
         for (&partition, state) in &self.presence {

@@ -147,10 +147,12 @@ impl Sink {
                 value: Some(v.as_slice()),
             });
         }
-        let mut record = BaseRecord::to(&r.topic)
+        let mut record = BaseRecord::<[u8], [u8]>::to(&r.topic)
             .key(&r.key[..])
-            .payload(&r.payload[..])
             .headers(headers);
+        if let Some(payload) = &r.payload {
+            record = record.payload(&payload[..]);
+        }
         if let Some(p) = r.partition {
             record = record.partition(p);
         }

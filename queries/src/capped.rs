@@ -1,0 +1,351 @@
+//! Functions whose result size comes from their arguments, capped.
+//!
+//! DataFusion's memory pool bounds what operators hold (sorts, joins, aggregates), but a scalar
+//! function allocates its result directly: `repeat('x', 2100000000)` built 2 GB per row outside the
+//! pool. Each function here is DataFusion's own, wrapped: before it runs on a batch, the size of
+//! what it would build for the whole batch is worked out from its arguments, and past
+//! `serve.max_function_output_mb` the call fails with an error naming that limit instead of
+//! allocating. The estimate is an upper bound where one is cheap (4 bytes per padded character),
+//! else the exact size.
+//!
+//! Capped: `repeat`, `lpad`, `rpad`, `replace`, `regexp_replace`, `array_repeat`, `array_resize`,
+//! `range` and `generate_series` (as scalar functions returning a list), with their aliases.
+
+use arrow::array::{Array, ArrayRef, Int64Array};
+use arrow::datatypes::{DataType, FieldRef, IntervalMonthDayNanoType, TimeUnit};
+use datafusion::common::{DataFusionError, Result as DfResult};
+use datafusion::execution::FunctionRegistry;
+use datafusion::logical_expr::{
+    ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+};
+use datafusion::prelude::SessionContext;
+
+/// How a function's result size follows from its arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Size {
+    /// `repeat(text, n)`: length × n.
+    Repeat,
+    /// `lpad`/`rpad(text, n[, fill])`: n characters of up to 4 bytes.
+    Pad,
+    /// `replace(text, from, to)`, `regexp_replace(text, pattern, to[, flags])`: every possible
+    /// match replaced by `to`.
+    Replace {
+        /// The smallest match: `from`'s length (`replace`), 0 for a pattern.
+        pattern: bool,
+    },
+    /// `array_repeat(element, n)`, `array_resize(list, n[, value])`: n elements of 8 bytes or more.
+    Elements,
+    /// `range`/`generate_series([start,] stop[, step])`: the number of steps × 8 bytes.
+    Series,
+}
+
+/// DataFusion's function, with its result size checked before it runs.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Capped {
+    inner: ScalarUDF,
+    size: Size,
+    cap_bytes: u64,
+}
+
+/// Replaces the session's functions that can build unbounded values by capped ones.
+pub fn register(ctx: &SessionContext, cap_bytes: u64) -> DfResult<()> {
+    for (name, size) in [
+        ("repeat", Size::Repeat),
+        ("lpad", Size::Pad),
+        ("rpad", Size::Pad),
+        ("replace", Size::Replace { pattern: false }),
+        ("regexp_replace", Size::Replace { pattern: true }),
+        ("array_repeat", Size::Elements),
+        ("array_resize", Size::Elements),
+        ("range", Size::Series),
+        ("generate_series", Size::Series),
+    ] {
+        let Ok(inner) = ctx.udf(name) else {
+            return Err(DataFusionError::Plan(format!(
+                "function {name} is missing; cannot cap it"
+            )));
+        };
+        ctx.register_udf(ScalarUDF::new_from_impl(Capped {
+            inner: inner.as_ref().clone(),
+            size,
+            cap_bytes,
+        }));
+    }
+    Ok(())
+}
+
+/// One argument as numbers per row: a constant, or one value per row.
+enum Col {
+    One(Option<i64>),
+    Many(Int64Array),
+}
+
+impl Col {
+    fn get(&self, i: usize) -> Option<i64> {
+        match self {
+            Col::One(v) => *v,
+            Col::Many(a) => a.is_valid(i).then(|| a.value(i)),
+        }
+    }
+}
+
+/// `arg` turned into numbers by `f` (applied to the one value of a constant, not to copies).
+fn per_row(arg: &ColumnarValue, f: impl Fn(&ArrayRef) -> DfResult<Int64Array>) -> DfResult<Col> {
+    match arg {
+        ColumnarValue::Scalar(s) => {
+            let a = f(&s.to_array_of_size(1)?)?;
+            Ok(Col::One(a.is_valid(0).then(|| a.value(0))))
+        }
+        ColumnarValue::Array(a) => Ok(Col::Many(f(a)?)),
+    }
+}
+
+fn as_i64(a: &ArrayRef) -> DfResult<Int64Array> {
+    let c = arrow::compute::cast(a, &DataType::Int64)?;
+    Ok(c.as_any()
+        .downcast_ref::<Int64Array>()
+        .cloned()
+        .unwrap_or_else(|| Int64Array::from(vec![None::<i64>; a.len()])))
+}
+
+/// Byte length of text (or, for anything else, of its values on average, at least 8).
+fn byte_len(a: &ArrayRef) -> DfResult<Int64Array> {
+    match a.data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            let l = arrow::compute::kernels::length::length(a)?;
+            as_i64(&l)
+        }
+        _ => {
+            let each = (a.get_array_memory_size() / a.len().max(1)).max(8) as i64;
+            Ok(Int64Array::from(vec![each; a.len()]))
+        }
+    }
+}
+
+/// A temporal or numeric bound as a number (nanoseconds for dates and times).
+fn bound(a: &ArrayRef) -> DfResult<Int64Array> {
+    match a.data_type() {
+        DataType::Date32 | DataType::Date64 | DataType::Timestamp(_, _) => {
+            let ns = arrow::compute::cast(a, &DataType::Timestamp(TimeUnit::Nanosecond, None))?;
+            as_i64(&ns)
+        }
+        _ => as_i64(a),
+    }
+}
+
+/// A step as a number (an interval in nanoseconds, a month counted as 28 days: the most steps).
+fn step(a: &ArrayRef) -> DfResult<Int64Array> {
+    match a.data_type() {
+        DataType::Interval(_) => {
+            let c = arrow::compute::cast(
+                a,
+                &DataType::Interval(arrow::datatypes::IntervalUnit::MonthDayNano),
+            )?;
+            let c = c
+                .as_any()
+                .downcast_ref::<arrow::array::IntervalMonthDayNanoArray>()
+                .cloned()
+                .ok_or_else(|| DataFusionError::Internal("interval cast".into()))?;
+            Ok(c.iter()
+                .map(|v| {
+                    v.map(|v| {
+                        let (months, days, nanos) = IntervalMonthDayNanoType::to_parts(v);
+                        let day = 86_400_000_000_000_i64;
+                        i64::from(months)
+                            .saturating_mul(28 * day)
+                            .saturating_add(i64::from(days).saturating_mul(day))
+                            .saturating_add(nanos)
+                    })
+                })
+                .collect())
+        }
+        _ => as_i64(a),
+    }
+}
+
+impl Capped {
+    /// Bytes the call would build for the whole batch.
+    fn estimate(&self, args: &[ColumnarValue], rows: usize) -> DfResult<u128> {
+        let rows_of = |cols: &[Col], f: &dyn Fn(&[Option<i64>]) -> u128| -> u128 {
+            let constant = cols.iter().all(|c| matches!(c, Col::One(_)));
+            let n = if constant { 1 } else { rows };
+            let mut total = 0u128;
+            for i in 0..n {
+                let vals: Vec<Option<i64>> = cols.iter().map(|c| c.get(i)).collect();
+                total = total.saturating_add(f(&vals));
+            }
+            if constant {
+                total.saturating_mul(rows.max(1) as u128)
+            } else {
+                total
+            }
+        };
+        let pos = |v: Option<i64>| v.unwrap_or(0).max(0) as u128;
+        Ok(match self.size {
+            Size::Repeat if args.len() >= 2 => {
+                let cols = [per_row(&args[0], byte_len)?, per_row(&args[1], as_i64)?];
+                rows_of(&cols, &|v| pos(v[0]).saturating_mul(pos(v[1])))
+            }
+            Size::Pad if args.len() >= 2 => {
+                let cols = [per_row(&args[1], as_i64)?];
+                rows_of(&cols, &|v| pos(v[0]).saturating_mul(4))
+            }
+            Size::Replace { pattern } if args.len() >= 3 => {
+                let cols = [
+                    per_row(&args[0], byte_len)?,
+                    per_row(&args[1], byte_len)?,
+                    per_row(&args[2], byte_len)?,
+                ];
+                rows_of(&cols, &|v| {
+                    let text = pos(v[0]);
+                    let from = if pattern { 1 } else { pos(v[1]).max(1) };
+                    let matches = text / from + 1;
+                    text.saturating_add(matches.saturating_mul(pos(v[2])))
+                })
+            }
+            Size::Elements if args.len() >= 2 => {
+                let cols = [per_row(&args[0], byte_len)?, per_row(&args[1], as_i64)?];
+                rows_of(&cols, &|v| pos(v[0]).max(8).saturating_mul(pos(v[1])))
+            }
+            Size::Series if !args.is_empty() => {
+                let (start, stop) = match args.len() {
+                    1 => (Col::One(Some(0)), per_row(&args[0], bound)?),
+                    _ => (per_row(&args[0], bound)?, per_row(&args[1], bound)?),
+                };
+                let by = match args.get(2) {
+                    Some(s) => per_row(s, step)?,
+                    None => Col::One(Some(1)),
+                };
+                rows_of(&[start, stop, by], &|v| {
+                    let (a, b) = (v[0].unwrap_or(0), v[1].unwrap_or(0));
+                    let s = v[2].unwrap_or(1).unsigned_abs().max(1);
+                    let steps = u128::from(a.abs_diff(b)) / u128::from(s) + 1;
+                    steps.saturating_mul(8)
+                })
+            }
+            _ => 0,
+        })
+    }
+}
+
+impl ScalarUDFImpl for Capped {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn aliases(&self) -> &[String] {
+        self.inner.aliases()
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        self.inner.return_type(arg_types)
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> DfResult<FieldRef> {
+        self.inner.return_field_from_args(args)
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
+        self.inner.coerce_types(arg_types)
+    }
+
+    fn documentation(&self) -> Option<&datafusion::logical_expr::Documentation> {
+        self.inner.documentation()
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let bytes = self.estimate(&args.args, args.number_rows)?;
+        if bytes > u128::from(self.cap_bytes) {
+            return Err(DataFusionError::Execution(format!(
+                "{}() would build {} MiB for {} row(s), more than the limit of {} MiB per call (serve.max_function_output_mb)",
+                self.inner.name(),
+                bytes / (1024 * 1024),
+                args.number_rows,
+                self.cap_bytes / (1024 * 1024)
+            )));
+        }
+        self.inner.invoke_with_args(args)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::common::ScalarValue;
+
+    fn scalar(v: ScalarValue) -> ColumnarValue {
+        ColumnarValue::Scalar(v)
+    }
+
+    async fn run(ctx: &SessionContext, sql: &str) -> DfResult<usize> {
+        let b = ctx.sql(sql).await?.collect().await?;
+        Ok(b.iter().map(|b| b.num_rows()).sum())
+    }
+
+    #[tokio::test]
+    async fn calls_within_the_cap_answer_and_larger_ones_are_refused_before_allocating() {
+        let ctx = SessionContext::new();
+        register(&ctx, 1024 * 1024).unwrap();
+        for ok in [
+            "SELECT repeat('ab', 1000)",
+            "SELECT lpad('x', 100, 'ab'), rpad('x', 100)",
+            "SELECT replace('aaaa', 'a', 'bb'), regexp_replace('aaa', 'a', 'b', 'g')",
+            "SELECT array_repeat(1, 1000), array_resize([1, 2], 10, 0)",
+            "SELECT range(1, 1000), generate_series(1, 1000)",
+            "SELECT range(DATE '2026-01-01', DATE '2026-12-31', INTERVAL '1 day')",
+            "SELECT repeat('x', v) FROM generate_series(1, 100) t(v)",
+        ] {
+            assert!(
+                run(&ctx, ok).await.is_ok(),
+                "{ok}: {:?}",
+                run(&ctx, ok).await
+            );
+        }
+        for (refused, name) in [
+            ("SELECT length(repeat('x', 2100000000))", "repeat()"),
+            ("SELECT lpad('x', 2000000000)", "lpad()"),
+            ("SELECT rpad('x', 2000000000, 'yz')", "rpad()"),
+            (
+                "SELECT replace(repeat('a', 100000), 'a', repeat('b', 1000))",
+                "replace()",
+            ),
+            ("SELECT array_repeat('x', 1000000000)", "array_repeat()"),
+            ("SELECT list_repeat(1, 1000000000)", "array_repeat()"),
+            ("SELECT array_resize([1], 1000000000, 0)", "array_resize()"),
+            ("SELECT range(1, 3000000000)", "range()"),
+            (
+                "SELECT range(TIMESTAMP '2000-01-01', TIMESTAMP '2026-01-01', INTERVAL '1 second')",
+                "range()",
+            ),
+            // per row small, for the batch too large
+            (
+                "SELECT length(repeat('x', 1000 + v % 2)) FROM generate_series(1, 5000) t(v)",
+                "repeat()",
+            ),
+        ] {
+            let e = run(&ctx, refused).await.unwrap_err().to_string();
+            assert!(
+                e.contains(name) && e.contains("serve.max_function_output_mb"),
+                "{refused}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_constant_is_measured_once_and_counted_per_row() {
+        let c = Capped {
+            inner: datafusion::functions::string::repeat().as_ref().clone(),
+            size: Size::Repeat,
+            cap_bytes: 0,
+        };
+        let args = [
+            scalar(ScalarValue::Utf8(Some("abc".into()))),
+            scalar(ScalarValue::Int64(Some(10))),
+        ];
+        assert_eq!(c.estimate(&args, 7).unwrap(), 3 * 10 * 7);
+    }
+}
