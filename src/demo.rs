@@ -125,10 +125,10 @@ pub async fn run(args: DemoArgs, mut config: Config, metrics: Metrics) -> anyhow
     } else {
         None
     };
-    let scheme = if config.tls.enabled() {
-        "https"
+    let (scheme, grpc) = if config.tls.enabled() {
+        ("https", "grpc+tls")
     } else {
-        "http"
+        ("http", "grpc")
     };
     if let Some(file) = &args.lots {
         // the stream processor, the alerts and the batch views use the registry too
@@ -356,14 +356,21 @@ pub async fn run(args: DemoArgs, mut config: Config, metrics: Metrics) -> anyhow
             psql,
         },
         flight_sql: FlightEndpoint {
-            uri: format!("grpc://{}", server.flight),
+            uri: format!("{grpc}://{}", server.flight),
             user: fjord_queries::auth::USER.into(),
             password: token.clone(),
             authorization: format!("Bearer {token}"),
             python: format!(
-                "adbc_driver_flightsql.dbapi.connect('grpc://{}', db_kwargs={{'username': '{}', 'password': '{token}'}})",
+                "adbc_driver_flightsql.dbapi.connect('{grpc}://{}', db_kwargs={{'username': '{}', 'password': '{token}'{}}})",
                 server.flight,
-                fjord_queries::auth::USER
+                fjord_queries::auth::USER,
+                demo_ca
+                    .as_ref()
+                    .map(|ca| format!(
+                        ", 'adbc.flight.sql.client_option.tls_root_certs': open('{}').read()",
+                        ca.display()
+                    ))
+                    .unwrap_or_default()
             ),
         },
         lake: LakeEndpoint {
@@ -587,9 +594,9 @@ fn print_banner(args: &DemoArgs, e: &Endpoints, endpoints_path: &Path, lots: usi
     }
     if let Some(ca) = &e.tls_ca {
         out.push_str(&format!(
-            "TLS: HTTPS and the Postgres wire use a certificate of a throw-away CA; trust {ca}\n  \
-             (curl --cacert, psql sslrootcert=, a browser's certificate settings). MQTT and Flight SQL\n  \
-             are plain TCP on loopback.\n\n"
+            "TLS: HTTPS, the Postgres wire and Flight SQL use a certificate of a throw-away CA;\n  \
+             trust {ca} (curl --cacert, psql sslrootcert=, ADBC tls_root_certs, a browser's\n  \
+             certificate settings). MQTT is plain TCP on loopback.\n\n"
         ));
     }
     out.push_str(&format!(

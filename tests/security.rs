@@ -14,8 +14,9 @@
 //! * `endpoints.json`, which holds the token, is readable by its owner only; a short token is
 //!   refused;
 //! * `fjord demo --tls`: curl trusts the demo's throw-away CA for HTTPS SQL and ingest, psql
-//!   connects with `sslmode=verify-full` (SCRAM-SHA-256 inside TLS); a connection without the CA,
-//!   plain HTTP, a Postgres connection without TLS and a wrong password are refused.
+//!   connects with `sslmode=verify-full` (SCRAM-SHA-256 inside TLS), ADBC's Flight SQL driver with
+//!   `grpc+tls://`; a connection without the CA, plain HTTP, a Postgres connection without TLS and
+//!   a wrong password are refused.
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -525,8 +526,8 @@ fn text(o: &Output) -> String {
     )
 }
 
-fn start_tls(dir: &Path) -> (TlsDemo, u16, u16, PathBuf) {
-    let (http_port, pg_port) = (free_port(), free_port());
+fn start_tls(dir: &Path) -> (TlsDemo, [u16; 3], PathBuf) {
+    let (http_port, pg_port, flight_port) = (free_port(), free_port(), free_port());
     let child = Command::new(FJORD)
         .args(["demo", "--no-simulate", "--tls", "--auth-token", TLS_TOKEN])
         .arg("--data-dir")
@@ -534,7 +535,7 @@ fn start_tls(dir: &Path) -> (TlsDemo, u16, u16, PathBuf) {
         .args(["--mqtt-port", &free_port().to_string()])
         .args(["--http-port", &http_port.to_string()])
         .args(["--pg-port", &pg_port.to_string()])
-        .args(["--flight-port", &free_port().to_string()])
+        .args(["--flight-port", &flight_port.to_string()])
         .env_remove("FJORD_CONFIG")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("demo.log")).unwrap())
@@ -562,13 +563,19 @@ fn start_tls(dir: &Path) -> (TlsDemo, u16, u16, PathBuf) {
             .unwrap()
             .contains("sslmode=verify-full")
     );
-    (demo, http_port, pg_port, ca)
+    assert!(
+        e["flight_sql"]["uri"]
+            .as_str()
+            .unwrap()
+            .starts_with("grpc+tls://")
+    );
+    (demo, [http_port, pg_port, flight_port], ca)
 }
 
 #[test]
-fn https_and_postgres_tls_with_the_demo_ca() {
+fn https_postgres_and_flight_tls_with_the_demo_ca() {
     let dir = temp_dir();
-    let (_demo, http_port, pg_port, ca) = start_tls(dir.path());
+    let (_demo, [http_port, pg_port, flight_port], ca) = start_tls(dir.path());
     let ca = ca.to_str().unwrap();
     let bearer = format!("Authorization: Bearer {TLS_TOKEN}");
 
@@ -649,4 +656,17 @@ fn https_and_postgres_tls_with_the_demo_ca() {
         "wrong-password-0123456",
     );
     assert!(!o.status.success(), "{}", text(&o));
+
+    // Flight SQL over TLS (ADBC's driver): with the CA answered, without it refused
+    let pem = std::fs::read_to_string(ca).unwrap();
+    let answers = fjord_core::testkit::flight_sql(
+        &format!("grpc+tls://127.0.0.1:{flight_port}"),
+        serde_json::json!([
+            {"auth": {"user": "fjord", "password": TLS_TOKEN, "tls_root_certs": pem},
+             "sql": "SELECT 41 + 1 AS v"},
+            {"auth": {"user": "fjord", "password": TLS_TOKEN}, "sql": "SELECT 1 AS v"},
+        ]),
+    );
+    assert_eq!(answers[0]["rows"], serde_json::json!([[42]]), "{answers:?}");
+    assert!(answers[1]["error"].is_string(), "{answers:?}");
 }

@@ -26,6 +26,12 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// ALPN of HTTP listeners.
 pub const ALPN_HTTP: &[&[u8]] = &[b"h2", b"http/1.1"];
 
+/// ALPN of gRPC (Flight SQL).
+pub const ALPN_GRPC: &[&[u8]] = &[b"h2"];
+
+/// A server-side TLS connection.
+pub type ServerStream = TlsStream<TcpStream>;
+
 /// The crypto provider fjord uses (the process may link several).
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())

@@ -591,20 +591,91 @@ impl FlightSqlService for FlightSql {
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
 }
 
-/// Serves Flight SQL on `listener` until `shutdown` turns true.
+/// Serves Flight SQL on `listener` until `shutdown` turns true; with `tls` (whose ALPN must offer
+/// `h2`), gRPC over TLS (`grpc+tls://`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     service: FlightSql,
+    tls: Option<std::sync::Arc<fjord_core::tls::ServerConfig>>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> crate::Result<()> {
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
-    tonic::transport::Server::builder()
-        .add_service(FlightServiceServer::new(service))
-        .serve_with_incoming_shutdown(incoming, async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-        })
-        .await
-        .map_err(|e| Error::Serve(format!("flight sql (serve.flight_listen): {e}")))
+    let stop = async move {
+        let _ = shutdown.wait_for(|s| *s).await;
+    };
+    let server = tonic::transport::Server::builder().add_service(FlightServiceServer::new(service));
+    let served = match tls {
+        None => {
+            let incoming = tonic::transport::server::TcpIncoming::from(listener);
+            server.serve_with_incoming_shutdown(incoming, stop).await
+        }
+        Some(config) => {
+            let tls = fjord_core::tls::TlsListener::new(listener, config)?;
+            let incoming = futures::stream::unfold(tls, |mut tls| async move {
+                let (stream, _) = tls.next().await?;
+                Some((Ok::<_, std::io::Error>(TlsConn(stream)), tls))
+            });
+            server.serve_with_incoming_shutdown(incoming, stop).await
+        }
+    };
+    served.map_err(|e| Error::Serve(format!("flight sql (serve.flight_listen): {e}")))
+}
+
+/// A TLS connection as tonic's server takes it (its `Connected` impl for TLS streams needs a TLS
+/// feature of tonic; fjord terminates TLS itself, as for its other listeners).
+struct TlsConn(fjord_core::tls::ServerStream);
+
+impl tonic::transport::server::Connected for TlsConn {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        tonic::transport::server::Connected::connect_info(self.0.get_ref().0)
+    }
+}
+
+impl tokio::io::AsyncRead for TlsConn {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        tokio::io::AsyncRead::poll_read(std::pin::Pin::new(&mut self.0), cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for TlsConn {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        tokio::io::AsyncWrite::poll_write(std::pin::Pin::new(&mut self.0), cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        tokio::io::AsyncWrite::poll_flush(std::pin::Pin::new(&mut self.0), cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        tokio::io::AsyncWrite::poll_shutdown(std::pin::Pin::new(&mut self.0), cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        tokio::io::AsyncWrite::poll_write_vectored(std::pin::Pin::new(&mut self.0), cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        tokio::io::AsyncWrite::is_write_vectored(&self.0)
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! `fjord serve`: starts the speed-layer feed, the catalog and the interfaces (HTTP with the
 //! dashboard, Postgres wire, Arrow Flight SQL), each on its `[serve]` address, until shutdown.
-//! With `[tls]`, HTTP is HTTPS and the Postgres wire requires TLS.
+//! With `[tls]`, HTTP is HTTPS, Flight SQL is gRPC over TLS and the Postgres wire requires TLS.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -128,6 +128,7 @@ pub async fn start(
         tokio::spawn(crate::flight::serve(
             flight_listener,
             flight_service,
+            fjord_core::tls::server_config(&cfg.tls, fjord_core::tls::ALPN_GRPC)?,
             shutdown,
         )),
     ];

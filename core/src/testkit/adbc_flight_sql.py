@@ -3,7 +3,8 @@ Arrow ADBC's Flight SQL driver (the Go driver behind `adbc-driver-flightsql`).
 
 Reads one JSON object from stdin:
   {"uri": "grpc://127.0.0.1:PORT",
-   "requests": [{"auth": {"user": U, "password": P} | {"header": "Bearer T"},
+   "requests": [{"auth": {"user": U, "password": P} | {"header": "Bearer T"}
+                          (+ "tls_root_certs": CA PEM, for grpc+tls://),
                  "sql": "SELECT ...", "params": [...]}            # a query (prepared if params)
               | {"auth": ..., "objects": true}                     # catalog metadata
               ...]}
@@ -23,6 +24,9 @@ def connect(uri, auth):
         kwargs = {adbc_driver_flightsql.DatabaseOptions.AUTHORIZATION_HEADER.value: auth["header"]}
     else:
         kwargs = {"username": auth["user"], "password": auth["password"]}
+    if "tls_root_certs" in auth:
+        # grpc+tls:// URIs: trust this CA (PEM text)
+        kwargs[adbc_driver_flightsql.DatabaseOptions.TLS_ROOT_CERTS.value] = auth["tls_root_certs"]
     return flight_sql.connect(uri, db_kwargs=kwargs)
 
 
