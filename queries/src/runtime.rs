@@ -10,7 +10,8 @@
 //!   (`serve.max_sql_depth`) and the text (`serve.max_sql_bytes`) so that this stack always suffices.
 //! * [`QueryRuntime::pump`] runs a result stream on these threads into a small channel, with the
 //!   deadline applied to producing *and* handing over each batch: a client that stops reading
-//!   cannot keep its query (and its memory) past the time limit.
+//!   cannot keep its query (and its memory) past the time limit, and a reader that is dropped ends
+//!   it at once, also while it computes.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -139,9 +140,14 @@ impl QueryRuntime {
         self.handle().spawn(async move {
             let _running = running;
             loop {
-                let next = match tokio::time::timeout_at(deadline, items.next()).await {
-                    Err(_) => Some(late_by_pump()),
-                    Ok(n) => n,
+                // a reader that went away (a client that disconnected) ends the query at once,
+                // also while it computes its next batch
+                let next = tokio::select! {
+                    _ = tx.closed() => return,
+                    n = tokio::time::timeout_at(deadline, items.next()) => match n {
+                        Err(_) => Some(late_by_pump()),
+                        Ok(n) => n,
+                    },
                 };
                 let Some(item) = next else { return };
                 let stop = failed(&item);
@@ -245,6 +251,38 @@ mod tests {
         }
         let e = last.unwrap().unwrap_err().to_string();
         assert!(e.contains("time limit"), "{e}");
+        drop(rt);
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_goes_away_ends_the_query_while_it_computes() {
+        let rt = QueryRuntime::new().unwrap();
+        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        struct Flag(Arc<std::sync::atomic::AtomicBool>);
+        impl Drop for Flag {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let flag = Flag(dropped.clone());
+        // a query that computes for an hour before its first batch
+        let source: Batches = Box::pin(futures::stream::once(async move {
+            let _keep = flag;
+            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+            Err(crate::Error::Query("unreachable".into()))
+        }));
+        let deadline = Instant::now() + std::time::Duration::from_secs(3600);
+        let out = rt.pump(source, limits(), deadline);
+        assert_eq!(rt.running().get(), 1);
+        drop(out);
+        let waited = Instant::now();
+        while !dropped.load(std::sync::atomic::Ordering::SeqCst) || rt.running().get() != 0 {
+            assert!(
+                waited.elapsed() < std::time::Duration::from_secs(10),
+                "the query still runs after its reader went away"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         drop(rt);
     }
 
