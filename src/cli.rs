@@ -130,7 +130,7 @@ pub struct DemoArgs {
     /// Password/token of user `fjord` on every interface; generated and printed when absent.
     #[arg(long, value_name = "TOKEN", env = "FJORD_AUTH_TOKEN")]
     pub auth_token: Option<String>,
-    /// HTTPS, TLS on the Postgres wire and Flight SQL, with a throw-away CA made in
+    /// MQTT over TLS, HTTPS, TLS on the Postgres wire and Flight SQL, with a throw-away CA made in
     /// <data-dir>/tls (trust its ca.pem); without it, `[tls]` of the config decides
     #[arg(long)]
     pub tls: bool,

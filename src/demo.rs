@@ -156,12 +156,16 @@ pub async fn run(args: DemoArgs, mut config: Config, metrics: Metrics) -> anyhow
         None => {
             let listen = SocketAddr::from(([127, 0, 0, 1], args.mqtt_port));
             let acl = Acl::new(config.all_credentials());
-            let broker = EmbeddedBroker::start(listen, &config.broker, acl, &metrics).await?;
-            config.mqtt.url = format!("mqtt://{listen}");
+            let tls = fjord_core::tls::server_config(&config.tls, &[])?;
+            let public = if tls.is_some() { "mqtts" } else { "mqtt" };
+            let broker = EmbeddedBroker::start(listen, &config.broker, acl, &metrics, tls).await?;
+            // the bridge and the simulator connect on loopback (plain TCP when the public port
+            // speaks TLS), with the same authentication and rights as everyone
+            config.mqtt.url = format!("mqtt://{}", broker.internal_addr());
             config.mqtt.username = Some(DEMO_USER.into());
             config.mqtt.password = Some(token.clone());
             let endpoint = MqttEndpoint {
-                url: config.mqtt.url.clone(),
+                url: format!("{public}://{listen}"),
                 embedded: true,
                 username: Some(DEMO_USER.into()),
                 password: Some(token.clone()),
@@ -583,9 +587,15 @@ fn print_banner(args: &DemoArgs, e: &Endpoints, endpoints_path: &Path, lots: usi
             (Some(u), Some(p)) => format!(" -u {u} -P {p}"),
             _ => String::new(),
         };
+        let cafile = e
+            .tls_ca
+            .as_ref()
+            .filter(|_| e.mqtt.url.starts_with("mqtts://"))
+            .map(|ca| format!(" --cafile {ca}"))
+            .unwrap_or_default();
         out.push_str("Publish a reading:\n");
         out.push_str(&format!(
-            "  mosquitto_pub -h {host} -p {port}{creds} -q 1 -t parking/central/S1 -m '{{\"occupied\":true}}'\n"
+            "  mosquitto_pub -h {host} -p {port}{cafile}{creds} -q 1 -t parking/central/S1 -m '{{\"occupied\":true}}'\n"
         ));
         out.push_str(&format!(
             "  curl {cacert}-H 'Authorization: Bearer {}' -d '{{\"occupied\":true}}' {}parking/central/S1\n\n",
@@ -594,9 +604,9 @@ fn print_banner(args: &DemoArgs, e: &Endpoints, endpoints_path: &Path, lots: usi
     }
     if let Some(ca) = &e.tls_ca {
         out.push_str(&format!(
-            "TLS: HTTPS, the Postgres wire and Flight SQL use a certificate of a throw-away CA;\n  \
-             trust {ca} (curl --cacert, psql sslrootcert=, ADBC tls_root_certs, a browser's\n  \
-             certificate settings). MQTT is plain TCP on loopback.\n\n"
+            "TLS: MQTT (mqtts://), HTTPS, the Postgres wire and Flight SQL use a certificate of a\n  \
+             throw-away CA; trust {ca} (mosquitto_pub --cafile, curl --cacert,\n  \
+             psql sslrootcert=, ADBC tls_root_certs, a browser's certificate settings).\n\n"
         ));
     }
     out.push_str(&format!(

@@ -15,8 +15,8 @@
 //!   refused;
 //! * `fjord demo --tls`: curl trusts the demo's throw-away CA for HTTPS SQL and ingest, psql
 //!   connects with `sslmode=verify-full` (SCRAM-SHA-256 inside TLS), ADBC's Flight SQL driver with
-//!   `grpc+tls://`; a connection without the CA, plain HTTP, a Postgres connection without TLS and
-//!   a wrong password are refused.
+//!   `grpc+tls://`, a device over MQTT with TLS; a connection without the CA, plain HTTP or MQTT
+//!   on a TLS port, a Postgres connection without TLS and a wrong password are refused.
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -526,13 +526,14 @@ fn text(o: &Output) -> String {
     )
 }
 
-fn start_tls(dir: &Path) -> (TlsDemo, [u16; 3], PathBuf) {
-    let (http_port, pg_port, flight_port) = (free_port(), free_port(), free_port());
+fn start_tls(dir: &Path) -> (TlsDemo, [u16; 4], PathBuf) {
+    let (http_port, pg_port, flight_port, mqtt_port) =
+        (free_port(), free_port(), free_port(), free_port());
     let child = Command::new(FJORD)
         .args(["demo", "--no-simulate", "--tls", "--auth-token", TLS_TOKEN])
         .arg("--data-dir")
         .arg(dir.join("data"))
-        .args(["--mqtt-port", &free_port().to_string()])
+        .args(["--mqtt-port", &mqtt_port.to_string()])
         .args(["--http-port", &http_port.to_string()])
         .args(["--pg-port", &pg_port.to_string()])
         .args(["--flight-port", &flight_port.to_string()])
@@ -569,13 +570,49 @@ fn start_tls(dir: &Path) -> (TlsDemo, [u16; 3], PathBuf) {
             .unwrap()
             .starts_with("grpc+tls://")
     );
-    (demo, [http_port, pg_port, flight_port], ca)
+    assert!(e["mqtt"]["url"].as_str().unwrap().starts_with("mqtts://"));
+    (demo, [http_port, pg_port, flight_port, mqtt_port], ca)
+}
+
+/// An MQTT client trusting `ca_pem` (TLS) or plain; the broker's CONNACK or the failure.
+async fn mqtt_tls(port: u16, ca_pem: Option<&str>) -> Result<AsyncClient, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut opts = MqttOptions::new("tls-device-1", "127.0.0.1", port);
+    opts.set_credentials("fjord", TLS_TOKEN);
+    if let Some(pem) = ca_pem {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        opts.set_transport(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(std::sync::Arc::new(config)),
+        ));
+    }
+    let (client, mut lp) = AsyncClient::new(opts, 10);
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), lp.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => break,
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => return Err("no CONNACK within 10 s".into()),
+        }
+    }
+    tokio::spawn(async move { while lp.poll().await.is_ok() {} });
+    Ok(client)
 }
 
 #[test]
 fn https_postgres_and_flight_tls_with_the_demo_ca() {
     let dir = temp_dir();
-    let (_demo, [http_port, pg_port, flight_port], ca) = start_tls(dir.path());
+    let (_demo, [http_port, pg_port, flight_port, mqtt_port], ca) = start_tls(dir.path());
     let ca = ca.to_str().unwrap();
     let bearer = format!("Authorization: Bearer {TLS_TOKEN}");
 
@@ -669,4 +706,33 @@ fn https_postgres_and_flight_tls_with_the_demo_ca() {
     );
     assert_eq!(answers[0]["rows"], serde_json::json!([[42]]), "{answers:?}");
     assert!(answers[1]["error"].is_string(), "{answers:?}");
+
+    // MQTT over TLS: a device trusting the CA publishes, the reading is served; plain MQTT on the
+    // TLS port gets no CONNACK
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let ca_pem = std::fs::read_to_string(ca).unwrap();
+        let device = mqtt_tls(mqtt_port, Some(&ca_pem))
+            .await
+            .expect("MQTT over TLS");
+        send(&device, "parking/T2/S1", r#"{"occupied":true}"#).await;
+        assert!(
+            mqtt_tls(mqtt_port, None).await.is_err(),
+            "plain MQTT on the TLS port"
+        );
+    });
+    let query = "SELECT count(*) AS n FROM spaces_live WHERE lot_id = 'T2'";
+    let t0 = std::time::Instant::now();
+    loop {
+        let o = curl(&["--cacert", ca, "-H", &bearer, "--data", query, &url]);
+        if String::from_utf8_lossy(&o.stdout).contains(r#""n":1"#) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the reading over TLS is not served: {}",
+            text(&o)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

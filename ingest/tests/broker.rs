@@ -37,6 +37,7 @@ async fn start(metrics: &Metrics) -> EmbeddedBroker {
         &BrokerConfig::default(),
         Acl::new(credentials()),
         metrics,
+        None,
     )
     .await
     .unwrap_or_else(|e| panic!("{e}"))

@@ -40,6 +40,7 @@ async fn a_session_beyond_the_queue_limit_loses_messages_loudly() {
         &config,
         Acl::new(creds),
         &metrics,
+        None,
     )
     .await
     .unwrap();

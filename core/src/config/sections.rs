@@ -615,7 +615,8 @@ impl AuthConfig {
 }
 
 /// `[tls]`: one certificate and key for every listener of the process (HTTP API and ingest,
-/// Flight SQL, the Postgres wire). Both set: those listeners speak TLS only.
+/// Flight SQL, the Postgres wire, the embedded MQTT broker). Both set: those listeners speak TLS
+/// only.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {

@@ -38,21 +38,75 @@ use crate::{Error, Result};
 pub struct EmbeddedBroker {
     addr: SocketAddr,
     accept: tokio::task::JoinHandle<()>,
+    /// With TLS: the plain loopback listener for fjord's own clients, and its accept task.
+    internal: Option<(SocketAddr, tokio::task::JoinHandle<()>)>,
 }
 
 impl Drop for EmbeddedBroker {
     fn drop(&mut self) {
         self.accept.abort();
+        if let Some((_, task)) = &self.internal {
+            task.abort();
+        }
     }
 }
 
+/// Accepts clients on `listener` (after a TLS handshake when `tls` is given) and relays each.
+fn accept_loop(
+    listener: tokio::net::TcpListener,
+    front: Arc<proxy::Front>,
+    tls: Option<Arc<fjord_core::tls::ServerConfig>>,
+) -> tokio::task::JoinHandle<()> {
+    let acceptor = tls.map(fjord_core::tls::TlsAcceptor::from);
+    tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let front = front.clone();
+                    match &acceptor {
+                        None => {
+                            tokio::spawn(proxy::serve_client(front, stream, peer));
+                        }
+                        Some(acceptor) => {
+                            let acceptor = acceptor.clone();
+                            tokio::spawn(async move {
+                                let handshake = tokio::time::timeout(
+                                    fjord_core::tls::HANDSHAKE_TIMEOUT,
+                                    acceptor.accept(stream),
+                                );
+                                match handshake.await {
+                                    Ok(Ok(tls)) => proxy::serve_client(front, tls, peer).await,
+                                    Ok(Err(e)) => {
+                                        tracing::debug!(%peer, error = %e, "MQTT TLS handshake failed");
+                                    }
+                                    Err(_) => {
+                                        tracing::debug!(%peer, "MQTT TLS handshake timed out")
+                                    }
+                                }
+                            });
+                        }
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "embedded MQTT broker: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    })
+}
+
 impl EmbeddedBroker {
-    /// Starts rumqttd and the front on `listen`; returns once clients can connect.
+    /// Starts rumqttd and the front on `listen`; returns once clients can connect. With `tls`, the
+    /// front speaks MQTT over TLS on `listen` and plain MQTT on a loopback port for fjord's own
+    /// clients ([`Self::internal_addr`]), with the same authentication and rights.
     pub async fn start(
         listen: SocketAddr,
         config: &BrokerConfig,
         acl: Acl,
         metrics: &Metrics,
+        tls: Option<Arc<fjord_core::tls::ServerConfig>>,
     ) -> Result<Self> {
         if acl.is_empty() {
             return Err(Error::Config(
@@ -137,26 +191,41 @@ impl EmbeddedBroker {
             refused,
             client_ids: std::sync::Mutex::default(),
         });
-        let accept = tokio::spawn(async move {
-            loop {
-                match listener.accept().await {
-                    Ok((stream, peer)) => {
-                        tokio::spawn(proxy::serve_client(front.clone(), stream, peer));
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "embedded MQTT broker: accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
+        let internal = match &tls {
+            None => None,
+            Some(_) => {
+                let plain = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+                    .await
+                    .map_err(|e| Error::BrokerListen {
+                        addr,
+                        reason: format!("cannot open its loopback listener: {e}"),
+                    })?;
+                let at = plain.local_addr().map_err(|e| Error::BrokerListen {
+                    addr,
+                    reason: e.to_string(),
+                })?;
+                Some((at, accept_loop(plain, front.clone(), None)))
             }
-        });
-        info!(%addr, "embedded MQTT broker listening (MQTT 3.1.1 and 5)");
-        Ok(Self { addr, accept })
+        };
+        let over_tls = tls.is_some();
+        let accept = accept_loop(listener, front, tls);
+        info!(%addr, tls = over_tls, "embedded MQTT broker listening (MQTT 3.1.1 and 5)");
+        Ok(Self {
+            addr,
+            accept,
+            internal,
+        })
     }
 
     /// The public address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where fjord's own clients (bridge, simulator) connect: the public address, or with TLS the
+    /// plain loopback listener.
+    pub fn internal_addr(&self) -> SocketAddr {
+        self.internal.as_ref().map_or(self.addr, |(a, _)| *a)
     }
 }
 

@@ -25,7 +25,6 @@ use bytes::{Bytes, BytesMut};
 use prometheus::IntCounterVec;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -73,8 +72,8 @@ fn logged(topic: &str) -> std::borrow::Cow<'_, str> {
     format!("{}… ({} bytes)", &topic[..end], topic.len()).into()
 }
 
-async fn read_frame(
-    r: &mut OwnedReadHalf,
+async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
+    r: &mut R,
     buf: &mut BytesMut,
     max: usize,
 ) -> std::io::Result<Option<Frame>> {
@@ -91,15 +90,20 @@ async fn read_frame(
 }
 
 /// Serves one client connection until either side closes.
-pub async fn serve_client(front: Arc<Front>, client: TcpStream, peer: SocketAddr) {
+pub async fn serve_client<S>(front: Arc<Front>, client: S, peer: SocketAddr)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
     if let Err(e) = relay(&front, client, peer).await {
         debug!(%peer, error = %e, "MQTT client connection ended");
     }
 }
 
-async fn relay(front: &Front, client: TcpStream, peer: SocketAddr) -> std::io::Result<()> {
-    let _ = client.set_nodelay(true);
-    let (mut client_rx, mut client_tx) = client.into_split();
+async fn relay<S>(front: &Front, client: S, peer: SocketAddr) -> std::io::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (mut client_rx, mut client_tx) = tokio::io::split(client);
     let mut cbuf = BytesMut::with_capacity(8 * 1024);
     let first = tokio::time::timeout(
         front.connect_timeout,
