@@ -216,7 +216,10 @@ async fn the_postgres_wire_cannot_create_tables(demo: &mut Demo) {
         "import psycopg\n\
          c = psycopg.connect(host='127.0.0.1', port={}, user='fjord', password='{TOKEN}', dbname='fjord')\n\
          try:\n    c.execute('SELECT * INTO t2 FROM lots WHERE lot_id = %s', ['A'])\n    print('created')\n\
-         except Exception as e:\n    print('refused:', e)\n",
+         except Exception as e:\n    print('refused:', e)\n\
+         c.rollback()\n\
+         try:\n    c.execute('SELECT %s' + ' + 1' * 100000, [1])\n    print('long answered')\n\
+         except Exception as e:\n    print('long refused:', e)\n",
         demo.pg_port
     );
     let o = Command::new(fjord_core::testkit::python())
@@ -227,6 +230,10 @@ async fn the_postgres_wire_cannot_create_tables(demo: &mut Demo) {
     assert!(
         out.contains("refused:") && out.contains("read-only"),
         "{out}"
+    );
+    assert!(
+        out.contains("long refused:") && out.contains("serve.max_sql_bytes"),
+        "the extended protocol bounds the SQL text too: {out}"
     );
     for t in ["t", "t2"] {
         let (status, body) = demo.sql(&format!("SELECT count(*) FROM {t}")).await;

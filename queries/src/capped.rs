@@ -122,10 +122,33 @@ fn byte_len(a: &ArrayRef) -> DfResult<Int64Array> {
     }
 }
 
-/// A temporal or numeric bound as a number (nanoseconds for dates and times).
+/// What a series steps over: plain numbers, days (dates) or nanoseconds (timestamps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unit {
+    Number,
+    Day,
+    Nano,
+}
+
+const DAY_NS: i64 = 86_400_000_000_000;
+
+fn unit_of(t: &DataType) -> Unit {
+    match t {
+        DataType::Date32 | DataType::Date64 => Unit::Day,
+        DataType::Timestamp(_, _) => Unit::Nano,
+        _ => Unit::Number,
+    }
+}
+
+/// A bound as a number of its unit (days since 1970 for dates, nanoseconds for timestamps).
 fn bound(a: &ArrayRef) -> DfResult<Int64Array> {
     match a.data_type() {
-        DataType::Date32 | DataType::Date64 | DataType::Timestamp(_, _) => {
+        DataType::Date32 => as_i64(&arrow::compute::cast(a, &DataType::Int32)?),
+        DataType::Date64 => {
+            let ms = as_i64(&arrow::compute::cast(a, &DataType::Int64)?)?;
+            Ok(ms.iter().map(|v| v.map(|v| v / 86_400_000)).collect())
+        }
+        DataType::Timestamp(_, _) => {
             let ns = arrow::compute::cast(a, &DataType::Timestamp(TimeUnit::Nanosecond, None))?;
             as_i64(&ns)
         }
@@ -133,34 +156,46 @@ fn bound(a: &ArrayRef) -> DfResult<Int64Array> {
     }
 }
 
-/// A step as a number (an interval in nanoseconds, a month counted as 28 days: the most steps).
-fn step(a: &ArrayRef) -> DfResult<Int64Array> {
-    match a.data_type() {
-        DataType::Interval(_) => {
-            let c = arrow::compute::cast(
-                a,
-                &DataType::Interval(arrow::datatypes::IntervalUnit::MonthDayNano),
-            )?;
-            let c = c
-                .as_any()
-                .downcast_ref::<arrow::array::IntervalMonthDayNanoArray>()
-                .cloned()
-                .ok_or_else(|| DataFusionError::Internal("interval cast".into()))?;
-            Ok(c.iter()
-                .map(|v| {
-                    v.map(|v| {
-                        let (months, days, nanos) = IntervalMonthDayNanoType::to_parts(v);
-                        let day = 86_400_000_000_000_i64;
-                        i64::from(months)
-                            .saturating_mul(28 * day)
-                            .saturating_add(i64::from(days).saturating_mul(day))
-                            .saturating_add(nanos)
-                    })
-                })
-                .collect())
-        }
-        _ => as_i64(a),
-    }
+/// A step as a number of `unit` (an interval: a month counted as 28 days, the most steps). An
+/// interval whose parts differ in sign (`1 month - 31 days`) can step by zero in some months and
+/// never end: refused.
+fn step(a: &ArrayRef, unit: Unit) -> DfResult<Int64Array> {
+    let DataType::Interval(_) = a.data_type() else {
+        return as_i64(a);
+    };
+    let c = arrow::compute::cast(
+        a,
+        &DataType::Interval(arrow::datatypes::IntervalUnit::MonthDayNano),
+    )?;
+    let c = c
+        .as_any()
+        .downcast_ref::<arrow::array::IntervalMonthDayNanoArray>()
+        .cloned()
+        .ok_or_else(|| DataFusionError::Internal("interval cast".into()))?;
+    c.iter()
+        .map(|v| {
+            let Some(v) = v else { return Ok(None) };
+            let (months, days, nanos) = IntervalMonthDayNanoType::to_parts(v);
+            let signs = [i64::from(months), i64::from(days), nanos]
+                .map(i64::signum)
+                .into_iter()
+                .filter(|s| *s != 0)
+                .collect::<Vec<_>>();
+            if signs.windows(2).any(|w| w[0] != w[1]) {
+                return Err(DataFusionError::Execution(
+                    "range()/generate_series() with an interval whose parts differ in sign is not supported: its step can be zero".into(),
+                ));
+            }
+            let ns = i64::from(months)
+                .saturating_mul(28 * DAY_NS)
+                .saturating_add(i64::from(days).saturating_mul(DAY_NS))
+                .saturating_add(nanos);
+            Ok(Some(match unit {
+                Unit::Day => ns / DAY_NS,
+                _ => ns,
+            }))
+        })
+        .collect()
 }
 
 impl Capped {
@@ -212,8 +247,9 @@ impl Capped {
                     1 => (Col::One(Some(0)), per_row(&args[0], bound)?),
                     _ => (per_row(&args[0], bound)?, per_row(&args[1], bound)?),
                 };
+                let unit = unit_of(&args[0].data_type());
                 let by = match args.get(2) {
-                    Some(s) => per_row(s, step)?,
+                    Some(s) => per_row(s, |a| step(a, unit))?,
                     None => Col::One(Some(1)),
                 };
                 rows_of(&[start, stop, by], &|v| {
@@ -321,6 +357,16 @@ mod tests {
                 "SELECT range(TIMESTAMP '2000-01-01', TIMESTAMP '2026-01-01', INTERVAL '1 second')",
                 "range()",
             ),
+            // dates far outside the nanosecond range, stepped in days
+            (
+                "SELECT range(CAST(CAST(-2000000000 AS INT) AS DATE), CAST(CAST(2000000000 AS INT) AS DATE), INTERVAL '1 day')",
+                "range()",
+            ),
+            // an interval that can step by zero
+            (
+                "SELECT range(TIMESTAMP '2000-01-15', TIMESTAMP '2000-01-16', INTERVAL '1 month' - INTERVAL '31 days')",
+                "range()",
+            ),
             // per row small, for the batch too large
             (
                 "SELECT length(repeat('x', 1000 + v % 2)) FROM generate_series(1, 5000) t(v)",
@@ -329,7 +375,8 @@ mod tests {
         ] {
             let e = run(&ctx, refused).await.unwrap_err().to_string();
             assert!(
-                e.contains(name) && e.contains("serve.max_function_output_mb"),
+                e.contains(name)
+                    && (e.contains("serve.max_function_output_mb") || e.contains("differ in sign")),
                 "{refused}: {e}"
             );
         }

@@ -81,6 +81,55 @@ impl Shape {
                 self.max_depth
             )));
         }
+        self.check_breadth(statement)
+    }
+
+    /// Refuses a statement with more tables (and joins) plus set operations (`UNION`, …) than
+    /// the nesting limit: each becomes a level of the plan, which planning recurses over too.
+    fn check_breadth(&self, statement: &Statement) -> Result<()> {
+        struct Breadth {
+            n: usize,
+            max: usize,
+        }
+        impl Visitor for Breadth {
+            type Break = ();
+            fn pre_visit_table_factor(
+                &mut self,
+                _: &datafusion::sql::sqlparser::ast::TableFactor,
+            ) -> ControlFlow<()> {
+                self.n += 1;
+                if self.n > self.max {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            }
+            fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+                // set operations, counted without recursion (a UNION chain is a deep tree)
+                let mut stack = vec![q.body.as_ref()];
+                while let Some(b) = stack.pop() {
+                    if let SetExpr::SetOperation { left, right, .. } = b {
+                        self.n += 1;
+                        if self.n > self.max {
+                            return ControlFlow::Break(());
+                        }
+                        stack.push(left);
+                        stack.push(right);
+                    }
+                }
+                ControlFlow::Continue(())
+            }
+        }
+        let mut breadth = Breadth {
+            n: 0,
+            max: self.max_depth,
+        };
+        if statement.visit(&mut breadth).is_break() {
+            return Err(Error::Limit(format!(
+                "the statement has more tables and set operations (UNION, …) than the limit of {} (serve.max_sql_depth)",
+                self.max_depth
+            )));
+        }
         Ok(())
     }
 }
@@ -195,6 +244,14 @@ mod tests {
             .to_string();
         assert!(e.contains("serve.max_sql_depth"), "{e}");
         assert!(check(&nested).is_ok());
+        // a long UNION chain or many tables: as many plan levels
+        let unions = vec!["SELECT 1"; 1100].join(" UNION ALL ");
+        let e = check(&unions).unwrap_err().to_string();
+        assert!(
+            e.contains("set operations") && e.contains("serve.max_sql_depth"),
+            "{e}"
+        );
+        assert!(check(&vec!["SELECT 1"; 100].join(" UNION ALL ")).is_ok());
         let e = check(&sum(40_000)).unwrap_err().to_string();
         assert!(
             e.contains("more than the limit of 65536 bytes (serve.max_sql_bytes)"),

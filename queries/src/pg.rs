@@ -301,13 +301,24 @@ impl Handlers {
         // produced on the query threads, so that a client that stops reading does not keep the
         // query (and its memory) past the deadline
         let late_metrics = self.metrics.clone();
-        let rows = self
-            .runtime
-            .pump_items(Box::pin(rows), deadline, Result::is_err, move || {
+        let rows = self.runtime.pump_items(
+            Box::pin(rows),
+            deadline,
+            Result::is_err,
+            move || {
                 let e = limits.time_error();
                 late_metrics.observe("pg", outcome(Some(&e)), started.elapsed().as_secs_f64());
                 Err(to_pg(&e))
-            });
+            },
+            || {
+                Err(pg_error(
+                    "XX000",
+                    "the query stopped before the end of its result (an internal error); \
+                         what was sent is incomplete"
+                        .into(),
+                ))
+            },
+        );
         let mut out = QueryResponse::new(schema, rows);
         out.set_command_tag(&tag);
         Response::Query(out)
@@ -347,10 +358,13 @@ impl SimpleQueryHandler for Handlers {
 #[async_trait]
 impl ExtendedQueryHandler for Handlers {
     type Statement = <DfSessionService as ExtendedQueryHandler>::Statement;
-    type QueryParser = <DfSessionService as ExtendedQueryHandler>::QueryParser;
+    type QueryParser = BoundedParser;
 
     fn query_parser(&self) -> Arc<Self::QueryParser> {
-        self.inner.query_parser()
+        Arc::new(BoundedParser {
+            inner: self.inner.query_parser(),
+            shape: self.limits.sql,
+        })
     }
 
     async fn do_query<C>(
@@ -370,6 +384,47 @@ impl ExtendedQueryHandler for Handlers {
         let run = ExtendedQueryHandler::do_query(self.inner.as_ref(), client, portal, max_rows);
         let response = self.planned(run, started, deadline).await?;
         Ok(self.limited(response, deadline, started))
+    }
+}
+
+type DfParser = <DfSessionService as ExtendedQueryHandler>::QueryParser;
+
+/// `datafusion-postgres`'s parser for the extended protocol (Parse messages), with the SQL text
+/// limit checked before anything parses the text (the simple protocol checks it in `do_query`).
+struct BoundedParser {
+    inner: Arc<DfParser>,
+    shape: crate::guard::Shape,
+}
+
+#[async_trait]
+impl pgwire::api::stmt::QueryParser for BoundedParser {
+    type Statement = <DfParser as pgwire::api::stmt::QueryParser>::Statement;
+
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        types: &[Option<pgwire::api::Type>],
+    ) -> PgWireResult<Option<Self::Statement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        if let Err(e) = self.shape.check_text(sql) {
+            return Err(to_pg(&e));
+        }
+        self.inner.parse_sql(client, sql, types).await
+    }
+
+    fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<pgwire::api::Type>> {
+        self.inner.get_parameter_types(stmt)
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &Self::Statement,
+        column_format: Option<&pgwire::api::portal::Format>,
+    ) -> PgWireResult<Vec<pgwire::api::results::FieldInfo>> {
+        self.inner.get_result_schema(stmt, column_format)
     }
 }
 

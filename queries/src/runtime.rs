@@ -22,6 +22,15 @@ use tokio::time::Instant;
 use crate::exec::{Batches, Limits};
 use crate::{Error, Result};
 
+/// The error of a result whose producer stopped before its end.
+fn broken() -> Error {
+    Error::Query(
+        "the query stopped before the end of its result (an internal error; see the server log); \
+         what was sent is incomplete"
+            .into(),
+    )
+}
+
 /// Stack of each query thread. Only what a query touches is committed; the guard keeps deep
 /// statements well inside it.
 pub const STACK_BYTES: usize = 256 * 1024 * 1024;
@@ -116,26 +125,36 @@ impl QueryRuntime {
     /// reader before `deadline`, else the stream ends with the time limit's error and the query is
     /// dropped (its memory freed) even while nobody reads.
     pub fn pump(&self, batches: Batches, limits: Limits, deadline: Instant) -> Batches {
-        self.pump_items(batches, deadline, Result::is_err, move || {
-            Err(limits.time_error())
-        })
+        self.pump_items(
+            batches,
+            deadline,
+            Result::is_err,
+            move || Err(limits.time_error()),
+            || Err(broken()),
+        )
     }
 
     /// [`Self::pump`] for any stream: `failed` tells an item that ends it, `late` makes the item
-    /// that ends it at the deadline.
+    /// that ends it at the deadline, `cut` the item that ends a stream whose producer stopped
+    /// without reaching its end (a panic in the query, the runtime shutting down) — so a reader
+    /// never takes a cut result for a whole one.
     pub fn pump_items<T: Send + 'static>(
         &self,
         mut items: Pin<Box<dyn Stream<Item = T> + Send>>,
         deadline: Instant,
         failed: fn(&T) -> bool,
         late: impl Fn() -> T + Send + Sync + 'static,
+        cut: fn() -> T,
     ) -> Pin<Box<dyn Stream<Item = T> + Send>> {
         let (tx, rx) = tokio::sync::mpsc::channel::<T>(AHEAD);
         let late = Arc::new(late);
         // set when the query was ended for a reader that stopped taking items (the channel is
         // full then, so the error waits here and comes after the items already handed over)
         let ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // set when the producer reached the end of its items or sent the item that ends them
+        let complete = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (ended_by_pump, late_by_pump) = (ended.clone(), late.clone());
+        let complete_by_pump = complete.clone();
         let running = Running::start(&self.running);
         self.handle().spawn(async move {
             let _running = running;
@@ -149,8 +168,14 @@ impl QueryRuntime {
                         Ok(n) => n,
                     },
                 };
-                let Some(item) = next else { return };
+                let Some(item) = next else {
+                    complete_by_pump.store(true, std::sync::atomic::Ordering::Release);
+                    return;
+                };
                 let stop = failed(&item);
+                if stop {
+                    complete_by_pump.store(true, std::sync::atomic::Ordering::Release);
+                }
                 match tokio::time::timeout_at(deadline, tx.send(item)).await {
                     Ok(Ok(())) if !stop => {}
                     Ok(_) => return, // failed, or the reader went away
@@ -163,17 +188,20 @@ impl QueryRuntime {
             }
         });
         Box::pin(futures::stream::unfold(
-            (rx, ended, false),
-            move |(mut rx, ended, done)| {
+            (rx, ended, complete, false),
+            move |(mut rx, ended, complete, done)| {
                 let late = late.clone();
                 async move {
                     if done {
                         return None;
                     }
                     match rx.recv().await {
-                        Some(b) => Some((b, (rx, ended, false))),
+                        Some(b) => Some((b, (rx, ended, complete, false))),
                         None if ended.load(std::sync::atomic::Ordering::Acquire) => {
-                            Some((late(), (rx, ended, true)))
+                            Some((late(), (rx, ended, complete, true)))
+                        }
+                        None if !complete.load(std::sync::atomic::Ordering::Acquire) => {
+                            Some((cut(), (rx, ended, complete, true)))
                         }
                         None => None,
                     }
@@ -283,6 +311,22 @@ mod tests {
             );
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
+        drop(rt);
+    }
+
+    #[tokio::test]
+    async fn a_query_that_panics_ends_with_an_error_not_a_short_result() {
+        let rt = QueryRuntime::new().unwrap();
+        let first = endless();
+        let source: Batches = Box::pin(first.take(1).chain(futures::stream::once(async {
+            panic!("a bug in an operator");
+        })));
+        let deadline = Instant::now() + std::time::Duration::from_secs(60);
+        let mut out = rt.pump(source, limits(), deadline);
+        assert!(out.next().await.unwrap().is_ok());
+        let e = out.next().await.unwrap().unwrap_err().to_string();
+        assert!(e.contains("incomplete"), "{e}");
+        assert!(out.next().await.is_none());
         drop(rt);
     }
 

@@ -453,14 +453,16 @@ impl PartitionState {
         twins::rows(&dirty, |lot| self.lots.get(lot).map(|l| &l.twins))
     }
 
-    /// The checkpoint records changed since the last call: each changed lot's state (key
-    /// `lot/<lot_id>`, in parts when large: [`parts`]), deletions of parts no longer needed, then
-    /// the partition meta (key `meta`). Lots come first so that a checkpoint cut short by a crash
+    /// The checkpoint records changed since the last call: deletions of parts a restore found
+    /// unreferenced, each changed lot's state (key `lot/<lot_id>`, in parts when large:
+    /// [`parts`], with the deletion of its previous parts), then the partition meta (key `meta`). Lots come first so that a checkpoint cut short by a crash
     /// never has a meta newer than its lots. A value of `None` deletes its key.
     pub fn take_checkpoint(&mut self) -> Vec<parts::Record> {
         let mut lots: Vec<String> = self.dirty.drain().collect();
         lots.sort();
-        let mut records: Vec<parts::Record> = Vec::new();
+        // parts found unreferenced at restore go first: a replay may write the very same parts
+        // (same state, same hash) again below, and those must survive
+        let mut records: Vec<parts::Record> = self.orphans.drain(..).map(|k| (k, None)).collect();
         for id in &lots {
             let Some(lot) = self.lots.get(id) else {
                 continue;
@@ -472,7 +474,6 @@ impl PartitionState {
                 None => self.parts.remove(id),
             };
         }
-        records.extend(self.orphans.drain(..).map(|k| (k, None)));
         if self.meta_dirty || !records.is_empty() {
             let meta = PartitionMeta {
                 next_offset: self.next_offset,

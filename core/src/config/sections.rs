@@ -558,10 +558,11 @@ impl ServeConfig {
         if self.max_result_mb == 0 {
             p.push(("serve.max_result_mb".into(), "must be at least 1".into()));
         }
-        if !(64..=16 * 1024 * 1024).contains(&self.max_sql_bytes) {
+        // the query threads' stack must hold the parser's tree of the longest text
+        if !(64..=1024 * 1024).contains(&self.max_sql_bytes) {
             p.push((
                 "serve.max_sql_bytes".into(),
-                "must be between 64 and 16777216".into(),
+                "must be between 64 and 1048576".into(),
             ));
         }
         if !(16..=4096).contains(&self.max_sql_depth) {

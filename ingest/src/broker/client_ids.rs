@@ -9,7 +9,8 @@
 //!   another user connecting with it is refused ("client identifier not valid");
 //! * ids starting with [`RESERVED_PREFIX`] (the bridge's, the simulator's) are reserved for users
 //!   who may subscribe to everything (`#`), as fjord's own user does;
-//! * one user may own at most [`MAX_IDS_PER_USER`] ids, so the table cannot grow without bound.
+//! * one user may own at most [`MAX_IDS_PER_USER`] ids of at most [`MAX_ID_BYTES`], so the table
+//!   cannot grow without bound.
 //!
 //! An empty client id (MQTT 5: the broker assigns one) is not bound.
 
@@ -21,6 +22,9 @@ pub const RESERVED_PREFIX: &str = "fjord-";
 /// Most client ids one user may own.
 pub const MAX_IDS_PER_USER: usize = 10_000;
 
+/// Longest client id, in bytes (MQTT allows 65,535; the table keeps every id it binds).
+pub const MAX_ID_BYTES: usize = 128;
+
 /// Why a client id was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
@@ -30,6 +34,8 @@ pub enum Refusal {
     Reserved,
     /// The user owns [`MAX_IDS_PER_USER`] ids already.
     TooMany,
+    /// Longer than [`MAX_ID_BYTES`].
+    TooLong,
 }
 
 impl std::fmt::Display for Refusal {
@@ -44,6 +50,7 @@ impl std::fmt::Display for Refusal {
                 f,
                 "the user already owns {MAX_IDS_PER_USER} client ids; reuse one"
             ),
+            Refusal::TooLong => write!(f, "client ids are at most {MAX_ID_BYTES} bytes"),
         }
     }
 }
@@ -61,6 +68,9 @@ impl ClientIds {
     pub fn claim(&mut self, client_id: &str, user: &str, admin: bool) -> Result<(), Refusal> {
         if client_id.is_empty() {
             return Ok(());
+        }
+        if client_id.len() > MAX_ID_BYTES {
+            return Err(Refusal::TooLong);
         }
         if client_id.starts_with(RESERVED_PREFIX) && !admin {
             return Err(Refusal::Reserved);
@@ -103,6 +113,10 @@ mod tests {
             "assigned by the broker"
         );
         assert!(Refusal::Reserved.to_string().contains("reserved"));
+        assert_eq!(
+            ids.claim(&"x".repeat(MAX_ID_BYTES + 1), "dev-a", false),
+            Err(Refusal::TooLong)
+        );
     }
 
     #[test]

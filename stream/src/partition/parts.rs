@@ -124,7 +124,9 @@ pub fn join<'a>(
     parts: &Parts,
     get: impl Fn(&str) -> Option<&'a [u8]>,
 ) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(usize::try_from(parts.len).unwrap_or(0));
+    // (a header is data read back: its length is trusted only as far as its parts can hold)
+    let most = u64::from(parts.count).saturating_mul(PART_BYTES as u64);
+    let mut out = Vec::with_capacity(usize::try_from(parts.len.min(most)).unwrap_or(0));
     for key in parts.keys(lot_id) {
         let part = get(&key).ok_or_else(|| format!("part {key} is missing"))?;
         out.extend_from_slice(part);

@@ -470,3 +470,44 @@ fn a_lot_larger_than_a_record_is_checkpointed_in_parts_and_restored() {
         "orphaned parts deleted with the next checkpoint"
     );
 }
+
+#[test]
+fn a_replay_after_a_crash_between_parts_and_header_keeps_the_parts_it_rewrites() {
+    let s = settings();
+    let id = |i: usize| format!("{i:0>100}");
+    let records: Vec<Rec> = (0..3001)
+        .map(|i| rec(i as i64, "L1", &id(i), T0 + i as i64, true))
+        .collect();
+    let mut out = Vec::new();
+    let mut p = PartitionState::new(0, &s);
+    for r in &records[..3000] {
+        feed(&mut p, &s, r, &mut out);
+    }
+    let mut topic = std::collections::BTreeMap::new();
+    for (k, v) in p.take_checkpoint() {
+        if let Some(v) = v {
+            topic.insert(k, v);
+        }
+    }
+    // the next checkpoint is cut short: its new parts are written, its header is not
+    feed(&mut p, &s, &records[3000], &mut out);
+    let next = p.take_checkpoint();
+    let header = next
+        .iter()
+        .position(|(k, _)| k == "lot/L1")
+        .expect("the lot's header");
+    for (k, v) in next[..header].iter().cloned() {
+        topic.insert(k, v.unwrap());
+    }
+    // restart: the new parts are orphans; the replay writes them again, with their header
+    let mut back = PartitionState::restore(0, &s, topic.clone()).unwrap();
+    feed(&mut back, &s, &records[3000], &mut out);
+    for (k, v) in back.take_checkpoint() {
+        match v {
+            Some(v) => topic.insert(k, v),
+            None => topic.remove(&k),
+        };
+    }
+    let again = PartitionState::restore(0, &s, topic).expect("a restore after the replay");
+    assert_eq!(again.lots["L1"], p.lots["L1"]);
+}
