@@ -9,7 +9,8 @@
 //! else the exact size.
 //!
 //! Capped: `repeat`, `lpad`, `rpad`, `replace`, `regexp_replace`, `array_repeat`, `array_resize`,
-//! `range` and `generate_series` (as scalar functions returning a list), with their aliases.
+//! `array_to_string`, `array_replace`, `array_replace_n`, `array_replace_all`, `range` and
+//! `generate_series` (as scalar functions returning a list), with their aliases.
 
 use arrow::array::{Array, ArrayRef, Int64Array};
 use arrow::datatypes::{DataType, FieldRef, IntervalMonthDayNanoType, TimeUnit};
@@ -33,8 +34,14 @@ enum Size {
         /// The smallest match: `from`'s length (`replace`), 0 for a pattern.
         pattern: bool,
     },
-    /// `array_repeat(element, n)`, `array_resize(list, n[, value])`: n elements of 8 bytes or more.
+    /// `array_repeat(element, n)`: n copies of the element (8 bytes or more each).
     Elements,
+    /// `array_resize(list, n[, value])`: n elements of the fill value's size (8 bytes or more).
+    Resize,
+    /// `array_to_string(list, delimiter[, null])`: a delimiter (and a null string) per element.
+    Join,
+    /// `array_replace*(list, from, to[, n])`: every element replaced by `to`.
+    ReplaceElements,
     /// `range`/`generate_series([start,] stop[, step])`: the number of steps × 8 bytes.
     Series,
 }
@@ -56,7 +63,11 @@ pub fn register(ctx: &SessionContext, cap_bytes: u64) -> DfResult<()> {
         ("replace", Size::Replace { pattern: false }),
         ("regexp_replace", Size::Replace { pattern: true }),
         ("array_repeat", Size::Elements),
-        ("array_resize", Size::Elements),
+        ("array_resize", Size::Resize),
+        ("array_to_string", Size::Join),
+        ("array_replace", Size::ReplaceElements),
+        ("array_replace_n", Size::ReplaceElements),
+        ("array_replace_all", Size::ReplaceElements),
         ("range", Size::Series),
         ("generate_series", Size::Series),
     ] {
@@ -137,6 +148,24 @@ fn unit_of(t: &DataType) -> Unit {
         DataType::Date32 | DataType::Date64 => Unit::Day,
         DataType::Timestamp(_, _) => Unit::Nano,
         _ => Unit::Number,
+    }
+}
+
+/// The number of elements of each list (0 for anything that is not a list).
+fn list_len(a: &ArrayRef) -> DfResult<Int64Array> {
+    match a.data_type() {
+        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _) => {
+            as_i64(&arrow::compute::kernels::length::length(a)?)
+        }
+        _ => Ok(Int64Array::from(vec![0_i64; a.len()])),
+    }
+}
+
+/// Bytes of a list argument's values, for the whole batch (a constant counts once per row).
+fn values_bytes(arg: &ColumnarValue, rows: usize) -> u128 {
+    match arg {
+        ColumnarValue::Scalar(s) => (s.size() as u128).saturating_mul(rows.max(1) as u128),
+        ColumnarValue::Array(a) => a.get_array_memory_size() as u128,
     }
 }
 
@@ -242,6 +271,34 @@ impl Capped {
                 let cols = [per_row(&args[0], byte_len)?, per_row(&args[1], as_i64)?];
                 rows_of(&cols, &|v| pos(v[0]).max(8).saturating_mul(pos(v[1])))
             }
+            Size::Resize if args.len() >= 2 => {
+                let fill = match args.get(2) {
+                    Some(f) => per_row(f, byte_len)?,
+                    None => Col::One(Some(8)),
+                };
+                let cols = [fill, per_row(&args[1], as_i64)?];
+                rows_of(&cols, &|v| pos(v[0]).max(8).saturating_mul(pos(v[1])))
+            }
+            Size::Join if args.len() >= 2 => {
+                let null = match args.get(2) {
+                    Some(n) => per_row(n, byte_len)?,
+                    None => Col::One(Some(0)),
+                };
+                let cols = [
+                    per_row(&args[0], list_len)?,
+                    per_row(&args[1], byte_len)?,
+                    null,
+                ];
+                let joined = rows_of(&cols, &|v| {
+                    pos(v[0]).saturating_mul(pos(v[1]).saturating_add(pos(v[2])))
+                });
+                joined.saturating_add(values_bytes(&args[0], rows))
+            }
+            Size::ReplaceElements if args.len() >= 3 => {
+                let cols = [per_row(&args[0], list_len)?, per_row(&args[2], byte_len)?];
+                let replaced = rows_of(&cols, &|v| pos(v[0]).saturating_mul(pos(v[1]).max(8)));
+                replaced.saturating_add(values_bytes(&args[0], rows))
+            }
             Size::Series if !args.is_empty() => {
                 let (start, stop) = match args.len() {
                     1 => (Col::One(Some(0)), per_row(&args[0], bound)?),
@@ -331,6 +388,7 @@ mod tests {
             "SELECT lpad('x', 100, 'ab'), rpad('x', 100)",
             "SELECT replace('aaaa', 'a', 'bb'), regexp_replace('aaa', 'a', 'b', 'g')",
             "SELECT array_repeat(1, 1000), array_resize([1, 2], 10, 0)",
+            "SELECT array_to_string([1, 2, 3], ', '), array_replace_all(['a', 'b'], 'a', 'c')",
             "SELECT range(1, 1000), generate_series(1, 1000)",
             "SELECT range(DATE '2026-01-01', DATE '2026-12-31', INTERVAL '1 day')",
             "SELECT repeat('x', v) FROM generate_series(1, 100) t(v)",
@@ -352,6 +410,19 @@ mod tests {
             ("SELECT array_repeat('x', 1000000000)", "array_repeat()"),
             ("SELECT list_repeat(1, 1000000000)", "array_repeat()"),
             ("SELECT array_resize([1], 1000000000, 0)", "array_resize()"),
+            // a fill value that is itself large
+            (
+                "SELECT array_resize([''], 150000, repeat('x', 1000))",
+                "array_resize()",
+            ),
+            (
+                "SELECT array_to_string(array_repeat('a', 100000), repeat('x', 1000))",
+                "array_to_string()",
+            ),
+            (
+                "SELECT array_replace_all(array_repeat('', 100000), '', repeat('x', 1000))",
+                "array_replace_all()",
+            ),
             ("SELECT range(1, 3000000000)", "range()"),
             (
                 "SELECT range(TIMESTAMP '2000-01-01', TIMESTAMP '2026-01-01', INTERVAL '1 second')",
