@@ -39,6 +39,10 @@ const DEMO_USER: &str = "fjord";
 struct Endpoints {
     /// The CA that signed the listeners' certificate, when they speak TLS with the demo's own.
     tls_ca: Option<String>,
+    /// The window sizes of `stream.windows` (`1m`, `10m`): tables `occupancy_<size>`.
+    windows: Vec<String>,
+    /// `exactly once` or `at least once`.
+    processing: String,
     mqtt: MqttEndpoint,
     kafka: KafkaEndpoint,
     http: HttpEndpoint,
@@ -337,6 +341,16 @@ pub async fn run(args: DemoArgs, mut config: Config, metrics: Metrics) -> anyhow
     };
     let endpoints = Endpoints {
         tls_ca: demo_ca.as_ref().map(|c| c.display().to_string()),
+        windows: config
+            .stream
+            .windows
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        processing: match config.stream.processing_guarantee {
+            fjord_core::config::ProcessingGuarantee::ExactlyOnce => "exactly once".into(),
+            fjord_core::config::ProcessingGuarantee::AtLeastOnce => "at least once".into(),
+        },
         mqtt,
         kafka: KafkaEndpoint {
             bootstrap_servers: bootstrap,
@@ -525,10 +539,22 @@ fn print_banner(args: &DemoArgs, e: &Endpoints, endpoints_path: &Path, lots: usi
         "  Bridge        MQTT → {} (PUBACK after Kafka's ack)\n",
         e.kafka.topics.readings
     ));
+    let sizes = match e.windows.as_slice() {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    };
+    let tables = e
+        .windows
+        .iter()
+        .map(|w| format!("occupancy_{w}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     out.push_str(&format!(
-        "  Stream        {} → {} (1m and 10m windows, exactly once), {}, {}\n",
+        "  Stream        {} → {} ({sizes} windows, {}), {}, {}\n",
         e.kafka.topics.readings,
         e.kafka.topics.occupancy,
+        e.processing,
         e.kafka.topics.live,
         e.kafka.topics.spaces_live
     ));
@@ -550,7 +576,7 @@ fn print_banner(args: &DemoArgs, e: &Endpoints, endpoints_path: &Path, lots: usi
         }
     ));
     out.push_str(&format!(
-        "  Batch         {} → {}  (readings, occupancy_1m, occupancy_10m; every {})\n",
+        "  Batch         {} → {}  (readings, {tables}; every {})\n",
         e.kafka.topics.readings, e.lake.url, e.lake.batch_every
     ));
     out.push_str(&format!(
