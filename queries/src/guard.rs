@@ -37,100 +37,84 @@ impl Shape {
         Ok(())
     }
 
-    /// Refuses a statement nested deeper than the limit. The walk stops at the limit, so it never
-    /// goes deeper itself.
+    /// Refuses a statement nested deeper than the limit, or with more tables (and joins) plus set
+    /// operations (`UNION`, …) than it: each of those becomes a level of the plan, which planning
+    /// recurses over too. One walk counts both and stops at the limit, so it never goes deeper
+    /// itself.
     pub fn check_depth(&self, statement: &Statement) -> Result<()> {
-        struct Depth {
-            now: usize,
+        struct Walk {
+            depth: usize,
+            breadth: usize,
             max: usize,
         }
-        impl Depth {
-            fn enter(&mut self) -> ControlFlow<()> {
-                self.now += 1;
-                if self.now > self.max {
-                    ControlFlow::Break(())
+        impl Walk {
+            fn enter(&mut self) -> ControlFlow<bool> {
+                self.depth += 1;
+                if self.depth > self.max {
+                    ControlFlow::Break(true)
+                } else {
+                    ControlFlow::Continue(())
+                }
+            }
+            fn widen(&mut self, by: usize) -> ControlFlow<bool> {
+                self.breadth += by;
+                if self.breadth > self.max {
+                    ControlFlow::Break(false)
                 } else {
                     ControlFlow::Continue(())
                 }
             }
         }
-        impl Visitor for Depth {
-            type Break = ();
-            fn pre_visit_expr(&mut self, _: &Expr) -> ControlFlow<()> {
+        impl Visitor for Walk {
+            /// `true`: too deep; `false`: too broad.
+            type Break = bool;
+            fn pre_visit_expr(&mut self, _: &Expr) -> ControlFlow<bool> {
                 self.enter()
             }
-            fn post_visit_expr(&mut self, _: &Expr) -> ControlFlow<()> {
-                self.now -= 1;
+            fn post_visit_expr(&mut self, _: &Expr) -> ControlFlow<bool> {
+                self.depth -= 1;
                 ControlFlow::Continue(())
             }
-            fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
-                self.enter()
-            }
-            fn post_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
-                self.now -= 1;
-                ControlFlow::Continue(())
-            }
-        }
-        let mut depth = Depth {
-            now: 0,
-            max: self.max_depth,
-        };
-        if statement.visit(&mut depth).is_break() {
-            return Err(Error::Limit(format!(
-                "the statement nests expressions or subqueries deeper than the limit of {} levels (serve.max_sql_depth)",
-                self.max_depth
-            )));
-        }
-        self.check_breadth(statement)
-    }
-
-    /// Refuses a statement with more tables (and joins) plus set operations (`UNION`, …) than
-    /// the nesting limit: each becomes a level of the plan, which planning recurses over too.
-    fn check_breadth(&self, statement: &Statement) -> Result<()> {
-        struct Breadth {
-            n: usize,
-            max: usize,
-        }
-        impl Visitor for Breadth {
-            type Break = ();
-            fn pre_visit_table_factor(
-                &mut self,
-                _: &datafusion::sql::sqlparser::ast::TableFactor,
-            ) -> ControlFlow<()> {
-                self.n += 1;
-                if self.n > self.max {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                }
-            }
-            fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+            fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<bool> {
+                self.enter()?;
                 // set operations, counted without recursion (a UNION chain is a deep tree)
                 let mut stack = vec![q.body.as_ref()];
                 while let Some(b) = stack.pop() {
                     if let SetExpr::SetOperation { left, right, .. } = b {
-                        self.n += 1;
-                        if self.n > self.max {
-                            return ControlFlow::Break(());
-                        }
+                        self.widen(1)?;
                         stack.push(left);
                         stack.push(right);
                     }
                 }
                 ControlFlow::Continue(())
             }
+            fn post_visit_query(&mut self, _: &Query) -> ControlFlow<bool> {
+                self.depth -= 1;
+                ControlFlow::Continue(())
+            }
+            fn pre_visit_table_factor(
+                &mut self,
+                _: &datafusion::sql::sqlparser::ast::TableFactor,
+            ) -> ControlFlow<bool> {
+                self.widen(1)
+            }
         }
-        let mut breadth = Breadth {
-            n: 0,
+        let mut walk = Walk {
+            depth: 0,
+            breadth: 0,
             max: self.max_depth,
         };
-        if statement.visit(&mut breadth).is_break() {
-            return Err(Error::Limit(format!(
+        match statement.visit(&mut walk) {
+            ControlFlow::Continue(()) => Ok(()),
+            ControlFlow::Break(true) => Err(Error::Limit(format!(
+                "the statement nests expressions or subqueries deeper than the limit of {} levels (serve.max_sql_depth)",
+                self.max_depth
+            ))),
+            ControlFlow::Break(false) => Err(Error::Limit(format!(
                 "the statement has more tables and set operations (UNION, …) than the limit of {} (serve.max_sql_depth)",
                 self.max_depth
-            )));
+            ))),
         }
-        Ok(())
     }
 }
 

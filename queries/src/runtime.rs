@@ -241,17 +241,26 @@ mod tests {
         Box::pin(futures::stream::repeat_with(move || Ok(batch.clone())))
     }
 
+    /// Set when the value is dropped: a query's source, to see when the pump lets go of it.
+    struct Flag(Arc<std::sync::atomic::AtomicBool>);
+
+    impl Flag {
+        fn new() -> (Self, Arc<std::sync::atomic::AtomicBool>) {
+            let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            (Self(dropped.clone()), dropped)
+        }
+    }
+
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
     #[tokio::test]
     async fn a_reader_that_stops_reading_does_not_keep_the_query_past_its_deadline() {
         let rt = QueryRuntime::new().unwrap();
-        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        struct Flag(Arc<std::sync::atomic::AtomicBool>);
-        impl Drop for Flag {
-            fn drop(&mut self) {
-                self.0.store(true, std::sync::atomic::Ordering::SeqCst);
-            }
-        }
-        let flag = Flag(dropped.clone());
+        let (flag, dropped) = Flag::new();
         let source: Batches = Box::pin(endless().map(move |b| {
             let _keep = &flag;
             b
@@ -285,14 +294,7 @@ mod tests {
     #[tokio::test]
     async fn a_reader_that_goes_away_ends_the_query_while_it_computes() {
         let rt = QueryRuntime::new().unwrap();
-        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        struct Flag(Arc<std::sync::atomic::AtomicBool>);
-        impl Drop for Flag {
-            fn drop(&mut self) {
-                self.0.store(true, std::sync::atomic::Ordering::SeqCst);
-            }
-        }
-        let flag = Flag(dropped.clone());
+        let (flag, dropped) = Flag::new();
         // a query that computes for an hour before its first batch
         let source: Batches = Box::pin(futures::stream::once(async move {
             let _keep = flag;

@@ -56,45 +56,30 @@ fn accept_loop(
     listener: tokio::net::TcpListener,
     front: Arc<proxy::Front>,
     tls: Option<Arc<fjord_core::tls::ServerConfig>>,
-) -> tokio::task::JoinHandle<()> {
-    let acceptor = tls.map(fjord_core::tls::TlsAcceptor::from);
-    tokio::spawn(async move {
-        loop {
-            match listener.accept().await {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    let front = front.clone();
-                    match &acceptor {
-                        None => {
-                            tokio::spawn(proxy::serve_client(front, stream, peer));
-                        }
-                        Some(acceptor) => {
-                            let acceptor = acceptor.clone();
-                            tokio::spawn(async move {
-                                let handshake = tokio::time::timeout(
-                                    fjord_core::tls::HANDSHAKE_TIMEOUT,
-                                    acceptor.accept(stream),
-                                );
-                                match handshake.await {
-                                    Ok(Ok(tls)) => proxy::serve_client(front, tls, peer).await,
-                                    Ok(Err(e)) => {
-                                        tracing::debug!(%peer, error = %e, "MQTT TLS handshake failed");
-                                    }
-                                    Err(_) => {
-                                        tracing::debug!(%peer, "MQTT TLS handshake timed out")
-                                    }
-                                }
-                            });
-                        }
+) -> Result<tokio::task::JoinHandle<()>> {
+    let Some(config) = tls else {
+        return Ok(tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, peer)) => {
+                        let _ = stream.set_nodelay(true);
+                        tokio::spawn(proxy::serve_client(front.clone(), stream, peer));
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "embedded MQTT broker: accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 }
-                Err(e) => {
-                    warn!(error = %e, "embedded MQTT broker: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
             }
+        }));
+    };
+    // handshakes run apart from accepting, each bounded in time
+    let mut tls = fjord_core::tls::TlsListener::new(listener, config)?;
+    Ok(tokio::spawn(async move {
+        while let Some((stream, peer)) = tls.next().await {
+            tokio::spawn(proxy::serve_client(front.clone(), stream, peer));
         }
-    })
+    }))
 }
 
 impl EmbeddedBroker {
@@ -204,11 +189,11 @@ impl EmbeddedBroker {
                     addr,
                     reason: e.to_string(),
                 })?;
-                Some((at, accept_loop(plain, front.clone(), None)))
+                Some((at, accept_loop(plain, front.clone(), None)?))
             }
         };
         let over_tls = tls.is_some();
-        let accept = accept_loop(listener, front, tls);
+        let accept = accept_loop(listener, front, tls)?;
         info!(%addr, tls = over_tls, "embedded MQTT broker listening (MQTT 3.1.1 and 5)");
         Ok(Self {
             addr,
