@@ -235,8 +235,12 @@ impl Capped {
             let n = if constant { 1 } else { rows };
             let mut total = 0u128;
             for i in 0..n {
-                let vals: Vec<Option<i64>> = cols.iter().map(|c| c.get(i)).collect();
-                total = total.saturating_add(f(&vals));
+                // (at most 3 arguments: no allocation per row)
+                let mut vals = [None; 3];
+                for (v, c) in vals.iter_mut().zip(cols) {
+                    *v = c.get(i);
+                }
+                total = total.saturating_add(f(&vals[..cols.len().min(3)]));
             }
             if constant {
                 total.saturating_mul(rows.max(1) as u128)
