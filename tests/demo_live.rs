@@ -4,12 +4,16 @@
 //! `/readyz` turns 200 within 10 s of start; a published reading shows in `spaces_live` and
 //! `occupancy_live` within 2 s; a window the stream processor writes to `fjord.occupancy` is in
 //! `occupancy_1m` within 2 s of being written; `fjord.readings` records carry the payload's
-//! content type even when the device declared none.
+//! content type even when the device declared none; readings published with event times 20–30
+//! minutes old (late for the speed layer) show, once the batch job has run, in `occupancy_1m` and
+//! `occupancy_10m` as batch rows equal to the SPEC §4.1 reference, window by window.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fjord_core::model::OccupancyWindow;
+use fjord_core::occupancy::reference::{RefReading, windows as reference};
 use fjord_core::testkit::{free_port, temp_dir, unique_name};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -57,6 +61,8 @@ fn start(data_dir: &Path, mqtt_port: u16, http_port: u16, kafka: Option<&str>) -
         .args(["--http-port", &http_port.to_string()])
         .args(["--pg-port", &free_port().to_string()])
         .args(["--flight-port", &free_port().to_string()])
+        // the batch job every 10 s instead of 5 min, so that the test sees its views
+        .args(["--batch-every", "10s"])
         .env_remove("FJORD_CONFIG")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -207,6 +213,19 @@ async fn serves_live(kafka: Option<&str>) {
         "the first reading showed in spaces_live {live_after:?} after start (bound {LIVE:?})"
     );
 
+    // a lot's history: readings 10–20 minutes old, late for the speed layer, for the batch job
+    let history = history_readings();
+    for r in &history {
+        mqtt.publish(
+            format!("parking/{}/{}", r.lot_id, r.space_id),
+            QoS::AtLeastOnce,
+            false,
+            format!(r#"{{"ts":{},"occupied":{}}}"#, r.ts, r.occupied),
+        )
+        .await
+        .unwrap();
+    }
+
     // readings of one lot of our own, while the simulator keeps its 20 readings/s going
     let lot = "freshlot";
     for (i, occupied) in [true, true, false, true].into_iter().enumerate() {
@@ -325,4 +344,126 @@ async fn serves_live(kafka: Option<&str>) {
         seen, 1,
         "the stream processor wrote no 1m window of {lot} within 120 s"
     );
+
+    // the history, once a batch run has covered it: batch rows equal to the reference
+    // the end of the 10-minute window holding the history
+    let last = history.iter().map(|r| r.ts).max().unwrap();
+    let covered = last.div_euclid(10 * MIN) * 10 * MIN + 10 * MIN;
+    let query = |table: &str| {
+        format!(
+            "SELECT CAST(window_start AS BIGINT) / 1000 AS start_ms, \
+             CAST(window_end AS BIGINT) / 1000 AS end_ms, source, capacity, occupied_avg, \
+             occupancy_ratio, occupied_end, arrivals, departures, readings \
+             FROM {table} WHERE lot_id = '{HISTORY_LOT}' ORDER BY window_start"
+        )
+    };
+    let batch_end = |rows: &[Value]| {
+        rows.iter()
+            .filter(|r| r["source"] == "batch")
+            .filter_map(|r| r["end_ms"].as_i64())
+            .max()
+    };
+    until(
+        &http,
+        &query("occupancy_10m"),
+        Duration::from_secs(120),
+        |rows| batch_end(rows).is_some_and(|e| e >= covered),
+    )
+    .await
+    .expect("no batch run covered the history within 120 s");
+    for (table, size) in [("occupancy_1m", MIN), ("occupancy_10m", 10 * MIN)] {
+        let rows = sql(&http, &query(table)).await;
+        let hwm = batch_end(&rows).unwrap();
+        let want = reference(&history, &[size], hwm, &|_| None);
+        assert!(!want.is_empty(), "{table}: no reference window up to {hwm}");
+        eprintln!(
+            "{table}: {} batch windows of {HISTORY_LOT} equal the reference",
+            want.len()
+        );
+        check_batch_rows(table, &rows, hwm, &want);
+    }
+}
+
+/// The lot whose readings are 20–30 minutes old.
+const HISTORY_LOT: &str = "historylot";
+const MIN: i64 = 60_000;
+
+/// Readings of [`HISTORY_LOT`] in the first 5 minutes of the 10-minute window that began 20–30
+/// minutes ago: late for the speed layer (older than its watermark minus the allowed lateness),
+/// within the batch high-water mark once a batch run has landed them. One is sent twice.
+fn history_readings() -> Vec<RefReading> {
+    let now = fjord_core::time::now_ms();
+    let t0 = now.div_euclid(10 * MIN) * 10 * MIN - 20 * MIN;
+    let mut out: Vec<RefReading> = (0..12)
+        .map(|i: i64| RefReading {
+            lot_id: HISTORY_LOT.into(),
+            space_id: format!("H{}", i % 3),
+            ts: t0 + 7_000 + i * 23_000,
+            occupied: i % 4 != 3,
+        })
+        .collect();
+    out.push(out[4].clone());
+    out
+}
+
+/// The served rows of the history lot: every window ending at or before `hwm` is a batch row
+/// equal to the reference, none is missing or doubled, and later ones (if the speed layer saw any
+/// of the readings before its watermark passed them) are speed rows.
+fn check_batch_rows(table: &str, rows: &[Value], hwm: i64, want: &[OccupancyWindow]) {
+    let batch: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["end_ms"].as_i64().unwrap() <= hwm)
+        .collect();
+    assert_eq!(
+        batch.len(),
+        want.len(),
+        "{table}: {} rows up to the high-water mark, the reference has {}",
+        batch.len(),
+        want.len()
+    );
+    for (r, w) in batch.iter().zip(want) {
+        let close = |a: &Value, b: f64| (a.as_f64().unwrap() - b).abs() < 1e-9;
+        assert_eq!(r["source"], "batch", "{table}: {r}");
+        assert_eq!(r["start_ms"].as_i64(), Some(w.window_start), "{table}: {r}");
+        assert_eq!(r["end_ms"].as_i64(), Some(w.window_end), "{table}: {r}");
+        assert_eq!(
+            r["capacity"].as_u64(),
+            Some(u64::from(w.capacity)),
+            "{table}: {r} vs {w:?}"
+        );
+        assert!(
+            close(&r["occupied_avg"], w.occupied_avg),
+            "{table}: {r} vs {w:?}"
+        );
+        assert!(
+            close(&r["occupancy_ratio"], w.occupancy_ratio),
+            "{table}: {r} vs {w:?}"
+        );
+        assert_eq!(
+            r["occupied_end"].as_u64(),
+            Some(u64::from(w.occupied_end)),
+            "{table}: {r} vs {w:?}"
+        );
+        assert_eq!(
+            r["arrivals"].as_u64(),
+            Some(w.arrivals),
+            "{table}: {r} vs {w:?}"
+        );
+        assert_eq!(
+            r["departures"].as_u64(),
+            Some(w.departures),
+            "{table}: {r} vs {w:?}"
+        );
+        assert_eq!(
+            r["readings"].as_u64(),
+            Some(w.readings),
+            "{table}: {r} vs {w:?}"
+        );
+    }
+    for r in &rows[batch.len()..] {
+        assert_eq!(
+            r["source"], "speed",
+            "{table}: a window after the high-water mark: {r}"
+        );
+    }
 }
