@@ -9,7 +9,10 @@
 //!
 //! Run: `cargo bench --bench freshness` (env: `RATES` readings/s, default `20,10000`; `BROKERS`,
 //! default `embedded`, plus `tansu` when `FJORD_TANSU` names its binary, as for the tests;
-//! `RUN_SECONDS` per run, default 150, long enough for 1-minute windows).
+//! `RUN_SECONDS` per run, default 150, long enough for 1-minute windows; `LOAD`, default
+//! `publisher`: one MQTT connection of the benchmark's own publishing round-robin over 50 lots of
+//! 200 spaces, state changing on most readings; `simulator`: `fjord simulate` with 50 lots of 200
+//! spaces, a connection per lot, about one reading in eight a state change).
 
 mod common;
 
@@ -165,7 +168,15 @@ async fn run(broker: &str, rate: u64, seconds: u64) {
         .to_owned();
 
     let stop = Arc::new(AtomicBool::new(false));
-    let load = common::background_load(mqtt_port, rate, stop.clone());
+    let simulated = std::env::var("LOAD").is_ok_and(|l| l == "simulator");
+    let (load, simulator) = if simulated {
+        (None, Some(common::simulator_load(mqtt_port, rate)))
+    } else {
+        (
+            Some(common::background_load(mqtt_port, rate, stop.clone())),
+            None,
+        )
+    };
     let mut windows = watch_windows(bootstrap, stop.clone());
     let probe = client(mqtt_port, "bench-probe", 10).await;
     // warm-up: the stream processor joins its consumer group after the server is ready
@@ -235,7 +246,10 @@ async fn run(broker: &str, rate: u64, seconds: u64) {
         }
         // the windows written meanwhile, of the probe lot and five background lots
         while let Ok((lot, size, start, at)) = windows.try_recv() {
-            if !matches!(lot.as_str(), "P0" | "B0" | "B1" | "B2" | "B3" | "B4") {
+            if !matches!(
+                lot.as_str(),
+                "P0" | "B0" | "B1" | "B2" | "B3" | "B4" | "lot-1" | "lot-2" | "lot-3"
+            ) {
                 continue;
             }
             let Ok(start_ms) = fjord_core::time::parse_rfc3339(&start) else {
@@ -266,10 +280,15 @@ async fn run(broker: &str, rate: u64, seconds: u64) {
     if !slow.is_empty() {
         println!("  probes slower than 1 s (seconds since the load started: ms): {slow:?}");
     }
-    let achieved = load.await.unwrap_or(0.0);
+    let achieved = match (load, simulator) {
+        (Some(load), _) => load.await.unwrap_or(0.0),
+        (None, Some(sim)) => common::stop_simulator(sim),
+        (None, None) => 0.0,
+    };
+    let load = if simulated { "simulator" } else { "publisher" };
     common::stop_demo(demo);
     println!(
-        "{broker:>8}, {achieved:>6.0} readings/s: /readyz after {:.1} s; publish → spaces_live ({} probes) {}; \
+        "{broker:>8}, {achieved:>6.0} readings/s ({load}): /readyz after {:.1} s; publish → spaces_live ({} probes) {}; \
          publish → occupancy_live {}; fjord.occupancy → SQL ({} windows) {}; {missed} not visible within 10 s",
         ready.as_secs_f64(),
         spaces.len(),

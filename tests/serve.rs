@@ -415,6 +415,36 @@ async fn serve_merges_layers_and_answers_http_and_psql_within_limits() {
             .unwrap();
     let n: usize = reader.map(|b| b.unwrap().num_rows()).sum();
     assert_eq!(n, 4);
+    // what the OpenAPI description promises for requests outside it (found by schemathesis): an
+    // Accept naming no format is 406, a malformed query string a JSON 400, both saying what to send
+    let r = api.sql_as(q, "image/png", TOKEN).await;
+    assert_eq!(r.status(), 406);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("text/csv"),
+        "{body}"
+    );
+    assert_eq!(
+        api.sql_as(q, "text/html, */*;q=0.8", TOKEN).await.status(),
+        200
+    );
+    for query in ["status=firing&status=resolved", "status=pending"] {
+        let r = api
+            .client
+            .get(format!("{}/api/alerts?{query}", api.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{query}");
+        assert_eq!(r.headers()["content-type"], "application/json", "{query}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert!(
+            body["error"].as_str().unwrap().contains("resolved"),
+            "{body}"
+        );
+    }
+
     let json = api.json(q).await;
     let total: i64 = json.iter().map(|r| r["n"].as_i64().unwrap()).sum();
     let distinct = all

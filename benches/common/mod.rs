@@ -142,6 +142,38 @@ pub fn background_load(
     })
 }
 
+/// `fjord simulate` over MQTT as the background load instead of [`background_load`]: 50 lots of
+/// 200 spaces (`lot-1`…`lot-50`), one connection per lot as gateways have, each space reporting
+/// about once per `10000 / rate` seconds with the simulator's share of state changes (about one
+/// reading in eight; the rest are heartbeats). Stop it with [`stop_simulator`].
+pub fn simulator_load(port: u16, rate: u64) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_fjord"))
+        .args(["simulate", "--lots", "50", "--spaces", "200"])
+        .args(["--rate", &rate.to_string()])
+        .args(["--mqtt", &format!("mqtt://127.0.0.1:{port}")])
+        .args(["--username", "fjord", "--password", TOKEN])
+        .env_remove("FJORD_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start fjord simulate")
+}
+
+/// Stops the simulator with Ctrl-C; the rate it reached, from its summary line
+/// (`… = N msg/s: …`).
+pub fn stop_simulator(sim: Child) -> f64 {
+    let _ = Command::new("kill")
+        .args(["-INT", &sim.id().to_string()])
+        .status();
+    let out = sim.wait_with_output().map(|o| o.stdout).unwrap_or_default();
+    let text = String::from_utf8_lossy(&out);
+    text.split(" = ")
+        .nth(1)
+        .and_then(|rest| rest.split(" msg/s").next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// The `p` quantile of `sorted`.
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {

@@ -6,6 +6,7 @@
 //! * [`schema`] — the Arrow schemas of the SPEC tables, defined once.
 //! * [`config`] — one TOML file with `FJORD__SECTION__KEY` overrides, all problems reported at once.
 //! * [`lots`] — the lots registry (SPEC §3.4).
+//! * [`files`] — operator-named text files read with a size bound.
 //! * [`expr`] — the SQL boolean expressions of user alert rules, compiled and evaluated per row.
 //! * [`topic`] — MQTT topic patterns with named segments and Kafka key templates (SPEC §3.3).
 //! * [`kafka`] — topic and header names, client config, topic creation.
@@ -19,6 +20,7 @@ pub mod decode;
 pub mod duration;
 mod error;
 pub mod expr;
+pub mod files;
 pub mod kafka;
 pub mod lots;
 pub mod model;

@@ -97,10 +97,13 @@ impl LotsRegistry {
 
     /// Reads a lots CSV with header `lot_id,name,zone,capacity,lat,lon`, reporting every bad row.
     pub fn read_csv_file(path: &Path) -> Result<Vec<LotRecord>> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            context: format!("reading lots file {}", path.display()),
-            source,
-        })?;
+        let text =
+            crate::files::read_text(path, crate::files::MAX_TEXT_FILE_BYTES).map_err(|source| {
+                Error::Io {
+                    context: format!("reading lots file {}", path.display()),
+                    source,
+                }
+            })?;
         Self::parse_csv(&text).map_err(|problems| Error::LotsCsv {
             path: path.to_path_buf(),
             problems,

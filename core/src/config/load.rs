@@ -119,7 +119,7 @@ where
     };
     let file_label = path.map(|p| p.display().to_string());
     let text = match path {
-        Some(p) => std::fs::read_to_string(p).map_err(|e| {
+        Some(p) => crate::files::read_text(p, crate::files::MAX_TEXT_FILE_BYTES).map_err(|e| {
             fail(vec![ConfigProblem {
                 location: file_label.clone(),
                 key: String::new(),

@@ -22,10 +22,13 @@ pub enum Wire {
 }
 
 impl Wire {
-    /// The format an `Accept` header asks for (JSON when absent, `*/*` or unknown).
-    pub fn from_accept(accept: Option<&str>) -> Self {
-        let Some(a) = accept else {
-            return Wire::Json;
+    /// The format an `Accept` header asks for: the first media range of the list that names a
+    /// format (`*/*` and `application/*` mean JSON, `text/*` CSV); JSON when there is no header.
+    /// `None` when the header names only types fjord cannot produce (answered 406, as the
+    /// OpenAPI description says).
+    pub fn from_accept(accept: Option<&str>) -> Option<Self> {
+        let Some(a) = accept.filter(|a| !a.trim().is_empty()) else {
+            return Some(Wire::Json);
         };
         for part in a.split(',') {
             let media = part
@@ -35,18 +38,18 @@ impl Wire {
                 .trim()
                 .to_ascii_lowercase();
             match media.as_str() {
-                "application/json" => return Wire::Json,
-                "text/csv" => return Wire::Csv,
+                "application/json" | "*/*" | "application/*" => return Some(Wire::Json),
+                "text/csv" | "text/*" => return Some(Wire::Csv),
                 "application/x-ndjson" | "application/ndjson" | "application/jsonl" => {
-                    return Wire::Ndjson;
+                    return Some(Wire::Ndjson);
                 }
                 "application/vnd.apache.arrow.stream" | "application/vnd.apache.arrow" => {
-                    return Wire::Arrow;
+                    return Some(Wire::Arrow);
                 }
                 _ => {}
             }
         }
-        Wire::Json
+        None
     }
 
     /// The `Content-Type` of the body.
@@ -226,16 +229,22 @@ mod tests {
 
     #[test]
     fn accept_picks_the_format() {
-        assert_eq!(Wire::from_accept(None), Wire::Json);
-        assert_eq!(Wire::from_accept(Some("text/csv")), Wire::Csv);
+        let pick = |a| Wire::from_accept(Some(a));
+        assert_eq!(Wire::from_accept(None), Some(Wire::Json));
+        assert_eq!(pick(""), Some(Wire::Json));
+        assert_eq!(pick("text/csv"), Some(Wire::Csv));
+        assert_eq!(pick("application/x-ndjson"), Some(Wire::Ndjson));
         assert_eq!(
-            Wire::from_accept(Some("application/x-ndjson")),
-            Wire::Ndjson
+            pick("application/vnd.apache.arrow.stream"),
+            Some(Wire::Arrow)
         );
-        assert_eq!(
-            Wire::from_accept(Some("application/vnd.apache.arrow.stream")),
-            Wire::Arrow
-        );
-        assert_eq!(Wire::from_accept(Some("text/html, */*;q=0.8")), Wire::Json);
+        assert_eq!(pick("text/html, */*;q=0.8"), Some(Wire::Json));
+        assert_eq!(pick("text/html, text/*"), Some(Wire::Csv));
+    }
+
+    #[test]
+    fn an_accept_naming_no_format_fjord_has_is_refused() {
+        assert_eq!(Wire::from_accept(Some("AAA")), None);
+        assert_eq!(Wire::from_accept(Some("image/png, text/html")), None);
     }
 }

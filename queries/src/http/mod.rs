@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -173,7 +174,20 @@ async fn sql(State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes) -> Re
         Ok(t) => t,
         Err(e) => return error_body(StatusCode::BAD_REQUEST, "query", &e),
     };
-    let wire = Wire::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let accept = headers
+        .get(header::ACCEPT)
+        .map(|v| v.to_str().unwrap_or("?"));
+    let Some(wire) = Wire::from_accept(accept) else {
+        return error_body(
+            StatusCode::NOT_ACCEPTABLE,
+            "query",
+            &format!(
+                "cannot answer in {:?}: Accept one of application/json, text/csv, \
+                 application/x-ndjson, application/vnd.apache.arrow.stream",
+                accept.unwrap_or_default()
+            ),
+        );
+    };
     run(&api, &text, wire).await
 }
 
@@ -303,11 +317,24 @@ struct AlertsQuery {
 async fn alerts(
     State(api): State<Arc<Api>>,
     headers: HeaderMap,
-    Query(q): Query<AlertsQuery>,
+    q: Result<Query<AlertsQuery>, QueryRejection>,
 ) -> Response {
     if let Some(r) = unauthorized(&api, &headers, "http") {
         return r;
     }
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => {
+            return error_body(
+                StatusCode::BAD_REQUEST,
+                "query",
+                &format!(
+                    "{}: the only parameter is status=firing|resolved|all",
+                    e.body_text()
+                ),
+            );
+        }
+    };
     let status = match q.status.as_deref() {
         None | Some("") | Some("all") => None,
         Some(s) => match serde_json::from_value::<AlertStatus>(json!(s)) {
