@@ -4,6 +4,7 @@
 //!
 //! * a statement nested 2,000 levels deep (which overflowed a thread's stack and aborted the whole
 //!   process) is refused by `serve.max_sql_depth` on HTTP and Postgres; 1,000 levels are answered;
+//!   a chain of names the SQL parser backtracks over for hours is refused before parsing;
 //! * `SELECT … INTO` is refused on the Postgres wire (simple and extended protocol);
 //! * `repeat('x', 2100000000)` is refused before it allocates;
 //! * a client that stops reading does not keep its query (and its memory) past the time limit;
@@ -205,6 +206,18 @@ async fn deep_statements_are_refused_not_fatal(demo: &mut Demo) {
     let (status, body) = demo.sql(&"SELECT 1 ".repeat(40_000)).await;
     assert_eq!(status, 422, "{body}");
     assert!(body.contains("serve.max_sql_bytes"), "{body}");
+    // 130 bytes that the SQL parser backtracks over for hours (found by the alert_expr fuzz
+    // target): a long chain of names is refused before parsing, on HTTP and Postgres alike
+    let backtracking = format!(
+        "SELECT $0. o.e$0. $0. o. o.e. o. o.e$0. $0. o.e. o. o.e$0. $0. o. o.e$0. $0. o.e. {}o.~~,",
+        "o. o.e. ".repeat(4)
+    );
+    let (status, body) = demo.sql(&backtracking).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("in a row"), "{body}");
+    let (ok, text) = demo.psql(&backtracking);
+    assert!(!ok && text.contains("in a row"), "{text}");
+    assert_eq!(demo.rows("SELECT 1 AS v").await[0]["v"], 1);
     demo.alive();
 }
 

@@ -139,6 +139,8 @@ impl Expr {
     /// Parses `sql` as one boolean expression over `columns` (name, type), checking names and
     /// types.
     pub fn compile(sql: &str, columns: &[(&str, Type)]) -> Result<Expr, ExprError> {
+        crate::sqltext::check_name_chains(sql, crate::sqltext::MAX_NAME_CHAIN_DOTS)
+            .map_err(|e| error_at(e, Location::of(1, 1)))?;
         let dialect = GenericDialect {};
         let mut parser = Parser::new(&dialect)
             .try_with_sql(sql)

@@ -8,6 +8,7 @@
 //! * [`lots`] — the lots registry (SPEC §3.4).
 //! * [`files`] — operator-named text files read with a size bound.
 //! * [`expr`] — the SQL boolean expressions of user alert rules, compiled and evaluated per row.
+//! * [`sqltext`] — checks of SQL text the SQL parser cannot bound itself.
 //! * [`topic`] — MQTT topic patterns with named segments and Kafka key templates (SPEC §3.3).
 //! * [`kafka`] — topic and header names, client config, topic creation.
 //! * [`telemetry`] — `tracing` setup and the shared Prometheus registry.
@@ -28,6 +29,7 @@ pub mod occupancy;
 pub mod schema;
 pub mod secret;
 pub mod serde_ts;
+pub mod sqltext;
 pub mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -25,7 +25,8 @@ pub struct Shape {
 }
 
 impl Shape {
-    /// Refuses text longer than the limit (before parsing).
+    /// Refuses text longer than the limit, or with a chain of names the parser would backtrack
+    /// over for too long (before parsing).
     pub fn check_text(&self, sql: &str) -> Result<()> {
         if sql.len() > self.max_bytes {
             return Err(Error::Limit(format!(
@@ -34,7 +35,8 @@ impl Shape {
                 self.max_bytes
             )));
         }
-        Ok(())
+        fjord_core::sqltext::check_name_chains(sql, fjord_core::sqltext::MAX_NAME_CHAIN_DOTS)
+            .map_err(Error::Limit)
     }
 
     /// Refuses a statement nested deeper than the limit, or with more tables (and joins) plus set

@@ -1,0 +1,84 @@
+//! Checks of SQL text before it reaches the SQL parser, for what the parser cannot bound itself.
+//!
+//! sqlparser (0.62, the version DataFusion 55 uses) backtracks over a chain of `.`-joined names:
+//! after each `.` it tries to parse an expression and retries when that fails, so a chain that
+//! fails at its end costs about twice as much per `.` — 24 dots cost seconds, 40 would cost days,
+//! and a parse cannot be interrupted. Found by the `alert_expr` fuzz target; the same text reached
+//! the query parser. Real names have a handful of parts (`catalog.schema.table.column`, a struct
+//! field or two), so the chains are bounded before parsing.
+
+use sqlparser::dialect::GenericDialect;
+use sqlparser::tokenizer::{Token, Tokenizer};
+
+/// Most `.` in one chain of names (`a.b.c` has 2).
+pub const MAX_NAME_CHAIN_DOTS: usize = 12;
+
+/// Refuses text with a chain of more than `max_dots` `.`-joined parts (whitespace and comments
+/// between them count as nothing, as for the parser). Text that does not tokenize is left to the
+/// parser, which reports it properly.
+pub fn check_name_chains(sql: &str, max_dots: usize) -> Result<(), String> {
+    let dialect = GenericDialect {};
+    let Ok(tokens) = Tokenizer::new(&dialect, sql).tokenize() else {
+        return Ok(());
+    };
+    let mut dots = 0;
+    for t in &tokens {
+        match t {
+            Token::Whitespace(_) => {}
+            Token::Period => {
+                dots += 1;
+                if dots > max_dots {
+                    return Err(format!(
+                        "a name with more than {max_dots} `.` in a row: no table, column or field \
+                         is named that deep"
+                    ));
+                }
+            }
+            // a part of the chain: the dots around it keep counting
+            Token::Word(_)
+            | Token::Placeholder(_)
+            | Token::Number(..)
+            | Token::SingleQuotedString(_)
+            | Token::DoubleQuotedString(_)
+            | Token::Mul => {}
+            _ => dots = 0,
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn real_names_pass() {
+        for sql in [
+            "SELECT t.a, fjord.public.lots.name, s.f.g.h FROM t",
+            "SELECT 1.5 + 2.25, t.* FROM t",
+            "SELECT a . b . c FROM t",
+        ] {
+            assert_eq!(check_name_chains(sql, MAX_NAME_CHAIN_DOTS), Ok(()), "{sql}");
+        }
+    }
+
+    #[test]
+    fn a_long_chain_is_refused_also_with_spaces_and_placeholders() {
+        // what the fuzzer found: seconds of parsing for 80 bytes
+        let found =
+            "$0. o.e$0. $0. o. o.e. o. o.e$0. $0. o.e. o. o.e$0. $0. o. o.e$0. $0. o.e. o.~~,";
+        let e = check_name_chains(found, MAX_NAME_CHAIN_DOTS).unwrap_err();
+        assert!(e.contains("more than 12"), "{e}");
+        let long = format!("SELECT {} FROM t", vec!["a"; 14].join("."));
+        assert!(check_name_chains(&long, MAX_NAME_CHAIN_DOTS).is_err());
+    }
+
+    #[test]
+    fn separate_chains_count_separately() {
+        let many = vec!["a.b.c.d"; 20].join(", ");
+        assert_eq!(
+            check_name_chains(&format!("SELECT {many} FROM t"), MAX_NAME_CHAIN_DOTS),
+            Ok(())
+        );
+    }
+}
