@@ -428,7 +428,8 @@ async fn serve_merges_layers_and_answers_http_and_psql_within_limits() {
         api.sql_as(q, "text/html, */*;q=0.8", TOKEN).await.status(),
         200
     );
-    for query in ["status=firing&status=resolved", "status=pending"] {
+    assert_eq!(api.sql_as(q, "", TOKEN).await.status(), 406);
+    for query in ["status=firing&status=resolved", "status=pending", "status="] {
         let r = api
             .client
             .get(format!("{}/api/alerts?{query}", api.base))

@@ -336,7 +336,7 @@ async fn alerts(
         }
     };
     let status = match q.status.as_deref() {
-        None | Some("") | Some("all") => None,
+        None | Some("all") => None,
         Some(s) => match serde_json::from_value::<AlertStatus>(json!(s)) {
             Ok(st) => Some(st),
             Err(_) => {
