@@ -5,7 +5,8 @@
 //! fails at its end costs about twice as much per `.` — 24 dots cost seconds, 40 would cost days,
 //! and a parse cannot be interrupted. Found by the `alert_expr` fuzz target; the same text reached
 //! the query parser. Real names have a handful of parts (`catalog.schema.table.column`, a struct
-//! field or two), so the chains are bounded before parsing.
+//! field or two) and are written without space or operator after the dot, so both are bounded
+//! before parsing: a chain's length, and the dots written otherwise (where the parser backtracks).
 
 use sqlparser::dialect::GenericDialect;
 use sqlparser::tokenizer::{Token, Tokenizer};
@@ -13,16 +14,21 @@ use sqlparser::tokenizer::{Token, Tokenizer};
 /// Most `.` in one chain of names (`a.b.c` has 2).
 pub const MAX_NAME_CHAIN_DOTS: usize = 12;
 
+/// Most `.` in one text (not only in a row) that are not written as in a name (`a.b`): with whitespace or an operator
+/// after them, or a placeholder or whitespace before them. This is where the parser backtracks.
+pub const MAX_LOOSE_DOTS: usize = 4;
+
 /// Refuses text with a chain of more than `max_dots` `.`-joined parts (whitespace and comments
-/// between them count as nothing, as for the parser). Text that does not tokenize is left to the
-/// parser, which reports it properly.
+/// between them count as nothing, as for the parser), or with more than [`MAX_LOOSE_DOTS`] dots
+/// not written as in a name. Text that does not tokenize is left to the parser, which reports it
+/// properly.
 pub fn check_name_chains(sql: &str, max_dots: usize) -> Result<(), String> {
     let dialect = GenericDialect {};
     let Ok(tokens) = Tokenizer::new(&dialect, sql).tokenize() else {
         return Ok(());
     };
-    let mut dots = 0;
-    for t in &tokens {
+    let (mut dots, mut loose) = (0, 0);
+    for (i, t) in tokens.iter().enumerate() {
         match t {
             Token::Whitespace(_) => {}
             Token::Period => {
@@ -32,6 +38,21 @@ pub fn check_name_chains(sql: &str, max_dots: usize) -> Result<(), String> {
                         "a name with more than {max_dots} `.` in a row: no table, column or field \
                          is named that deep"
                     ));
+                }
+                let name_before = i > 0
+                    && matches!(
+                        tokens[i - 1],
+                        Token::Word(_) | Token::RParen | Token::RBracket
+                    );
+                let name_after = matches!(tokens.get(i + 1), Some(Token::Word(_) | Token::Mul));
+                if !(name_before && name_after) {
+                    loose += 1;
+                    if loose > MAX_LOOSE_DOTS {
+                        return Err(format!(
+                            "more than {MAX_LOOSE_DOTS} `.` not written as in a name \
+                             (`table.column`: no space, operator or placeholder next to the dot)"
+                        ));
+                    }
                 }
             }
             // a part of the chain: the dots around it keep counting
@@ -56,7 +77,8 @@ mod tests {
         for sql in [
             "SELECT t.a, fjord.public.lots.name, s.f.g.h FROM t",
             "SELECT 1.5 + 2.25, t.* FROM t",
-            "SELECT a . b . c FROM t",
+            "SELECT a . b FROM t",
+            "SELECT (t.s).f, a[1].b FROM t",
         ] {
             assert_eq!(check_name_chains(sql, MAX_NAME_CHAIN_DOTS), Ok(()), "{sql}");
         }
@@ -68,7 +90,11 @@ mod tests {
         let found =
             "$0. o.e$0. $0. o. o.e. o. o.e$0. $0. o.e. o. o.e$0. $0. o. o.e$0. $0. o.e. o.~~,";
         let e = check_name_chains(found, MAX_NAME_CHAIN_DOTS).unwrap_err();
-        assert!(e.contains("more than 12"), "{e}");
+        assert!(e.contains("`.`"), "{e}");
+        // and the variant the fuzzer found next: operators after the dots break up the chain
+        let next = "$0. o.e$0. $0. o.e$0. o.ep. o.~apo.ep. o.~p. o. $0. o.e$0. o.ep. o.~apo.ep. \
+                    o.~p. o.~ap\0$\0~,";
+        assert!(check_name_chains(next, MAX_NAME_CHAIN_DOTS).is_err());
         let long = format!("SELECT {} FROM t", vec!["a"; 14].join("."));
         assert!(check_name_chains(&long, MAX_NAME_CHAIN_DOTS).is_err());
     }
