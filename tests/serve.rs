@@ -135,14 +135,17 @@ impl Api {
             .unwrap()
     }
 
-    async fn get_json(&self, path: &str) -> Vec<serde_json::Value> {
-        let r = self
-            .client
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
             .get(format!("{}{path}", self.base))
             .bearer_auth(TOKEN)
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    async fn get_json(&self, path: &str) -> Vec<serde_json::Value> {
+        let r = self.get(path).await;
         assert_eq!(r.status(), 200, "{path}");
         r.json().await.unwrap()
     }
@@ -430,13 +433,7 @@ async fn serve_merges_layers_and_answers_http_and_psql_within_limits() {
     );
     assert_eq!(api.sql_as(q, "", TOKEN).await.status(), 406);
     for query in ["status=firing&status=resolved", "status=pending", "status="] {
-        let r = api
-            .client
-            .get(format!("{}/api/alerts?{query}", api.base))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap();
+        let r = api.get(&format!("/api/alerts?{query}")).await;
         assert_eq!(r.status(), 400, "{query}");
         assert_eq!(r.headers()["content-type"], "application/json", "{query}");
         let body: serde_json::Value = r.json().await.unwrap();
