@@ -591,6 +591,82 @@ async fn serve_merges_layers_and_answers_http_and_psql_within_limits() {
             "\\d spaces_live lacks column {c}:\n{out}"
         );
     }
+    // Grafana's table browser: its table list and its column list, as Grafana 11 sends them
+    let search_path = r#"quote_ident(table_schema) IN (
+          SELECT CASE WHEN trim(s[i]) = '"$user"' THEN user ELSE trim(s[i]) END
+          FROM generate_series(
+              array_lower(string_to_array(current_setting('search_path'),','),1),
+              array_upper(string_to_array(current_setting('search_path'),','),1)
+            ) as i,
+            string_to_array(current_setting('search_path'),',') s)"#;
+    let grafana_tables = format!(
+        r#"SELECT CASE WHEN {search_path} THEN quote_ident(table_name)
+             ELSE quote_ident(table_schema) || '.' || quote_ident(table_name) END AS "table"
+           FROM information_schema.tables
+           WHERE quote_ident(table_schema) NOT IN ('information_schema', 'pg_catalog',
+             '_timescaledb_cache', '_timescaledb_catalog', '_timescaledb_internal',
+             '_timescaledb_config', 'timescaledb_information', 'timescaledb_experimental')
+           ORDER BY CASE WHEN {search_path} THEN 0 ELSE 1 END, 1"#
+    );
+    let listed = ok(psql(TOKEN, &["-c", &grafana_tables]));
+    let grafana_columns = |table: &str| {
+        format!(
+            r#"SELECT quote_ident(column_name) AS "column", data_type AS "type"
+               FROM information_schema.columns
+               WHERE CASE WHEN array_length(parse_ident('{table}'),1) = 2
+                 THEN quote_ident(table_schema) = (parse_ident('{table}'))[1]
+                   AND quote_ident(table_name) = (parse_ident('{table}'))[2]
+                 ELSE quote_ident(table_name) = '{table}' AND {search_path} END"#
+        )
+    };
+    // DBeaver's navigator: the schemas, then the relations of the public schema
+    let public = ok(psql(
+        TOKEN,
+        &[
+            "-c",
+            "SELECT n.oid FROM pg_catalog.pg_namespace n WHERE nspname = 'public'",
+        ],
+    ));
+    let dbeaver_tables = format!(
+        "SELECT c.oid,c.relname,c.relkind,d.description FROM pg_catalog.pg_class c \
+         LEFT OUTER JOIN pg_catalog.pg_description d ON d.objoid=c.oid AND d.objsubid=0 \
+         AND d.classoid='pg_class'::regclass \
+         WHERE c.relnamespace={} AND c.relkind not in ('i','I','c')",
+        public.trim()
+    );
+    let navigator = ok(psql(TOKEN, &["-c", &dbeaver_tables]));
+    for t in [
+        "readings",
+        "alerts",
+        "lots",
+        "quarantine",
+        "occupancy_1m",
+        "occupancy_10m",
+        "occupancy_live",
+        "spaces_live",
+    ] {
+        // (schema-qualified: Grafana compares the schema with `search_path` by hand)
+        let shown = listed
+            .lines()
+            .find(|&l| l == t || l == format!("public.{t}"))
+            .unwrap_or_else(|| panic!("Grafana's table list lacks {t}:\n{listed}"));
+        assert!(
+            navigator.lines().any(|l| l.split('|').nth(1) == Some(t)),
+            "DBeaver's navigator lacks {t}:\n{navigator}"
+        );
+        let column = if t == "quarantine" {
+            "reason"
+        } else {
+            "lot_id"
+        };
+        let columns = ok(psql(TOKEN, &["-c", &grafana_columns(shown)]));
+        assert!(
+            columns
+                .lines()
+                .any(|l| l.starts_with(&format!("{column}|"))),
+            "Grafana's column list of {t} lacks {column}:\n{columns}"
+        );
+    }
     let out = ok(psql(
         TOKEN,
         &[

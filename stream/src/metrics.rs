@@ -22,6 +22,8 @@ pub struct StreamMetrics {
     pub commits: IntCounterVec,
     /// Approximate bytes of state.
     pub state_bytes: IntGauge,
+    /// Bytes of checkpoint records written (values; deletions count 0).
+    pub checkpoint_bytes: IntCounter,
     /// Spaces tracked.
     pub spaces: IntGauge,
     /// Checkpoint restores (assignments and rewinds).
@@ -73,6 +75,11 @@ impl StreamMetrics {
             .map_err(e)?,
             state_bytes: IntGauge::new("stream_state_bytes", "Approximate bytes of state")
                 .map_err(e)?,
+            checkpoint_bytes: IntCounter::new(
+                "stream_checkpoint_bytes_total",
+                "Bytes of checkpoint records written to the stream-state topic",
+            )
+            .map_err(e)?,
             spaces: IntGauge::new("stream_spaces", "Spaces tracked").map_err(e)?,
             restores: IntCounter::new(
                 "stream_restores_total",
@@ -94,6 +101,7 @@ impl StreamMetrics {
         registry.register(&m.commit_seconds)?;
         registry.register(&m.commits)?;
         registry.register(&m.state_bytes)?;
+        registry.register(&m.checkpoint_bytes)?;
         registry.register(&m.spaces)?;
         registry.register(&m.restores)?;
         registry.register(&m.alerts)?;

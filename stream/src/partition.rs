@@ -118,6 +118,30 @@ pub struct LotState {
     pub alerts: LotAlerts,
     /// Its spaces' digital twins.
     pub twins: twins::Twins,
+    /// Where its held readings are in the checkpoint (written apart: [`buckets`]).
+    pub held: buckets::Index,
+}
+
+/// A lot's checkpoint as written before held readings were written apart: the engine with its
+/// held readings inside.
+#[derive(Deserialize)]
+struct LotStateV2 {
+    engine: LotEngine,
+    applied_offset: i64,
+    alerts: LotAlerts,
+    twins: twins::Twins,
+}
+
+/// What a checkpoint of an older format needs after it is decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Upgrade {
+    /// Nothing: the current format.
+    None,
+    /// The held readings came with the engine: write them as buckets.
+    Held,
+    /// Written before twins: the twins were rebuilt and must be published, and the held
+    /// readings written as buckets.
+    Twins,
 }
 
 /// A lot's checkpoint as written before twins were kept (decoded by [`decode_lot`] so that a
@@ -130,30 +154,47 @@ struct LotStateV1 {
     alerts: LotAlerts,
 }
 
-/// Decodes a lot's checkpoint, current or of the format before twins (then the twins are rebuilt
-/// from the engine's spaces, without batteries, and `true` says they must be published). Either
-/// format must use every byte: a current checkpoint cut short is an error, not an old one.
-fn decode_lot(bytes: &[u8]) -> Result<(LotState, bool), postcard::Error> {
+/// Decodes a lot's checkpoint, current or of an older format (see [`Upgrade`]; before twins they
+/// are rebuilt from the engine's spaces, without batteries). Every format must use every byte: a
+/// current checkpoint cut short is an error, not an old one.
+fn decode_lot(bytes: &[u8]) -> Result<(LotState, Upgrade), postcard::Error> {
     fn whole<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, postcard::Error> {
         match postcard::take_from_bytes::<T>(bytes)? {
             (v, []) => Ok(v),
             _ => Err(postcard::Error::DeserializeBadEncoding),
         }
     }
-    whole::<LotState>(bytes).map(|l| (l, false)).or_else(|e| {
-        whole::<LotStateV1>(bytes)
-            .map(|v1| {
-                let twins = twins::from_engine(&v1.engine);
-                let lot = LotState {
-                    engine: v1.engine,
-                    applied_offset: v1.applied_offset,
-                    alerts: v1.alerts,
-                    twins,
-                };
-                (lot, true)
-            })
-            .map_err(|_| e)
-    })
+    whole::<LotState>(bytes)
+        .map(|l| (l, Upgrade::None))
+        .or_else(|e| {
+            whole::<LotStateV2>(bytes)
+                .map(|v2| {
+                    let lot = LotState {
+                        engine: v2.engine,
+                        applied_offset: v2.applied_offset,
+                        alerts: v2.alerts,
+                        twins: v2.twins,
+                        held: buckets::Index::default(),
+                    };
+                    (lot, Upgrade::Held)
+                })
+                .map_err(|_| e)
+        })
+        .or_else(|e| {
+            whole::<LotStateV1>(bytes)
+                .map(|v1| {
+                    let twins = twins::from_engine(&v1.engine);
+                    let lot = LotState {
+                        engine: v1.engine,
+                        applied_offset: v1.applied_offset,
+                        alerts: v1.alerts,
+                        twins,
+                        held: buckets::Index::default(),
+                    };
+                    (lot, Upgrade::Twins)
+                })
+                .map_err(|_| e)
+        })
 }
 
 /// The partition-level checkpoint.
@@ -174,6 +215,8 @@ pub struct PartitionState {
     next_offset: i64,
     /// Lots changed since the last checkpoint.
     dirty: HashSet<String>,
+    /// Per lot, the buckets of held readings changed since the last checkpoint ([`buckets`]).
+    held_dirty: HashMap<String, BTreeSet<TimestampMs>>,
     /// Lots whose live occupancy changed since it was last published.
     live_dirty: HashSet<String>,
     /// (lot, space) of the twins that changed since they were last published.
@@ -200,6 +243,7 @@ impl PartitionState {
             lots: HashMap::new(),
             next_offset: 0,
             dirty: HashSet::new(),
+            held_dirty: HashMap::new(),
             live_dirty: HashSet::new(),
             twins_dirty: BTreeSet::new(),
             meta_dirty: false,
@@ -281,6 +325,7 @@ impl PartitionState {
                         applied_offset: -1,
                         alerts: LotAlerts::default(),
                         twins: twins::Twins::new(),
+                        held: buckets::Index::default(),
                     });
                 lot.applied_offset = rec.offset;
                 let fate = match lot.engine.offer(
@@ -291,6 +336,10 @@ impl PartitionState {
                 ) {
                     Offer::Accepted => {
                         self.live_dirty.insert(reading.lot_id.clone());
+                        self.held_dirty
+                            .entry(reading.lot_id.clone())
+                            .or_default()
+                            .insert(buckets::start_of(reading.ts));
                         if let Some(t) = lot.engine.next_event() {
                             self.next_due = self.next_due.min(t);
                         }
@@ -453,10 +502,13 @@ impl PartitionState {
         twins::rows(&dirty, |lot| self.lots.get(lot).map(|l| &l.twins))
     }
 
-    /// The checkpoint records changed since the last call: deletions of parts a restore found
-    /// unreferenced, each changed lot's state (key `lot/<lot_id>`, in parts when large:
-    /// [`parts`], with the deletion of its previous parts), then the partition meta (key `meta`). Lots come first so that a checkpoint cut short by a crash
-    /// never has a meta newer than its lots. A value of `None` deletes its key.
+    /// The checkpoint records changed since the last call: deletions of parts and buckets a
+    /// restore found unreferenced; for each changed lot its changed buckets of held readings
+    /// ([`buckets`]), its state without them (key `lot/<lot_id>`, in parts when large: [`parts`],
+    /// with the deletion of its previous parts) and the deletion of the buckets that state no
+    /// longer names; then the partition meta (key `meta`). Lots come first so that a checkpoint
+    /// cut short by a crash never has a meta newer than its lots. A value of `None` deletes its
+    /// key.
     pub fn take_checkpoint(&mut self) -> Vec<parts::Record> {
         let mut lots: Vec<String> = self.dirty.drain().collect();
         lots.sort();
@@ -464,11 +516,29 @@ impl PartitionState {
         // (same state, same hash) again below, and those must survive
         let mut records: Vec<parts::Record> = self.orphans.drain(..).map(|k| (k, None)).collect();
         for id in &lots {
-            let Some(lot) = self.lots.get(id) else {
+            let Some(lot) = self.lots.get_mut(id) else {
                 continue;
             };
-            let (written, how) = parts::split(id, encode(lot), self.parts.get(id).copied());
+            let changed: Vec<_> = self
+                .held_dirty
+                .remove(id)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|start| {
+                    let entries = lot.engine.held_between(start, start + buckets::BUCKET_MS);
+                    (start, entries)
+                })
+                .collect();
+            let (before, after) =
+                buckets::commit(id, &mut lot.held, changed, lot.engine.oldest_held());
+            lot.held.recent = lot.engine.recent_len() as u64;
+            records.extend(before);
+            let held = lot.engine.take_held();
+            let state = encode(&*lot);
+            lot.engine.put_held(held);
+            let (written, how) = parts::split(id, state, self.parts.get(id).copied());
             records.extend(written);
+            records.extend(after);
             match how {
                 Some(p) => self.parts.insert(id.clone(), p),
                 None => self.parts.remove(id),
@@ -494,6 +564,7 @@ impl PartitionState {
     ) -> Result<Self, String> {
         let mut state = Self::new(partition, settings);
         let (mut lot_records, mut part_records) = (Vec::new(), HashMap::new());
+        let mut bucket_records = HashMap::new();
         for (key, value) in records {
             if key == "meta" {
                 let meta: PartitionMeta =
@@ -505,6 +576,8 @@ impl PartitionState {
                 continue;
             } else if key.starts_with(parts::PART_PREFIX) {
                 part_records.insert(key, value);
+            } else if key.starts_with(buckets::BUCKET_PREFIX) {
+                bucket_records.insert(key, value);
             } else if let Some(lot_id) = key.strip_prefix("lot/") {
                 lot_records.push((lot_id.to_owned(), value));
             } else {
@@ -525,18 +598,51 @@ impl PartitionState {
                     &joined
                 }
             };
-            let (lot, upgraded): (LotState, bool) =
+            let (mut lot, upgrade) =
                 decode_lot(bytes).map_err(|e| format!("checkpoint of lot {lot_id}: {e}"))?;
-            if upgraded {
+            if upgrade == Upgrade::Twins {
                 state
                     .twins_dirty
                     .extend(lot.twins.keys().map(|s| (lot_id.clone(), s.clone())));
+            }
+            if upgrade == Upgrade::None {
+                let mut entries = Vec::new();
+                for (&start, &hash) in &lot.held.buckets {
+                    let key = buckets::key(&lot_id, start, hash);
+                    let bytes = bucket_records.get(&key).ok_or_else(|| {
+                        format!("checkpoint of lot {lot_id}: bucket {key} is missing")
+                    })?;
+                    if buckets::hash(bytes) != hash {
+                        return Err(format!(
+                            "checkpoint of lot {lot_id}: bucket {key} does not hold what it was written with"
+                        ));
+                    }
+                    entries.extend(
+                        buckets::decode(start, bytes)
+                            .map_err(|e| format!("checkpoint of lot {lot_id}: {e}"))?,
+                    );
+                    used.insert(key);
+                }
+                let recent = usize::try_from(lot.held.recent).unwrap_or(usize::MAX);
+                lot.engine
+                    .restore_held(entries, recent)
+                    .map_err(|e| format!("checkpoint of lot {lot_id}: {e}"))?;
+            } else {
+                // the held readings came inside the engine: every bucket is to be written
+                let all = lot.engine.held_between(i64::MIN, i64::MAX);
+                state.held_dirty.insert(
+                    lot_id.clone(),
+                    all.iter()
+                        .map(|&(ts, _, _)| buckets::start_of(ts))
+                        .collect(),
+                );
                 state.dirty.insert(lot_id.clone());
             }
             state.lots.insert(lot_id, lot);
         }
         state.orphans = part_records
             .into_keys()
+            .chain(bucket_records.into_keys())
             .filter(|k| !used.contains(k))
             .collect();
         state.orphans.sort();
@@ -568,6 +674,7 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     postcard::to_allocvec(v).unwrap_or_default()
 }
 
+pub mod buckets;
 pub mod parts;
 #[cfg(test)]
 mod tests;

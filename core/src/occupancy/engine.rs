@@ -285,8 +285,11 @@ impl LotEngine {
     }
 
     fn was_applied(&self, i: u32, ts: TimestampMs) -> bool {
+        // `recent` is sorted by (ts, space): readings are applied in that order, and a reading
+        // before the frontier is never applied later
         ts < self.frontier
-            && (self.spaces[i as usize].last_ts == ts || self.recent.contains(&(ts, i)))
+            && (self.spaces[i as usize].last_ts == ts
+                || self.recent.binary_search(&(ts, i)).is_ok())
     }
 
     /// Applies every pending reading before `to` and appends each window that closes at or before
@@ -390,6 +393,98 @@ impl LotEngine {
         self.cursor = self.cursor.max(t);
     }
 
+    /// Moves the held readings (waiting for the frontier, or applied within the dedup horizon) out
+    /// of the engine, so that the rest of the state can be encoded without them; put them back
+    /// with [`LotEngine::put_held`].
+    pub fn take_held(&mut self) -> Held {
+        Held {
+            pending: std::mem::take(&mut self.pending),
+            recent: std::mem::take(&mut self.recent),
+        }
+    }
+
+    /// Puts back what [`LotEngine::take_held`] took.
+    pub fn put_held(&mut self, held: Held) {
+        self.pending = held.pending;
+        self.recent = held.recent;
+    }
+
+    /// Number of applied readings kept for deduplication.
+    pub fn recent_len(&self) -> usize {
+        self.recent.len()
+    }
+
+    /// Event time of the oldest held reading: no reading before it is needed any more.
+    pub fn oldest_held(&self) -> Option<TimestampMs> {
+        let recent = self.recent.front().map(|(ts, _)| *ts);
+        let pending = self.pending.keys().next().map(|(ts, _)| *ts);
+        match (recent, pending) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The held readings with `from <= ts < to`, ordered by (ts, space): (ts, space index,
+    /// occupied). An applied reading's value is no longer kept and reads `false`.
+    pub fn held_between(
+        &self,
+        from: TimestampMs,
+        to: TimestampMs,
+    ) -> Vec<(TimestampMs, u32, bool)> {
+        let lo = self.recent.partition_point(|(ts, _)| *ts < from);
+        let hi = self.recent.partition_point(|(ts, _)| *ts < to);
+        let mut out: Vec<_> = self
+            .recent
+            .range(lo..hi)
+            .map(|&(ts, i)| (ts, i, false))
+            .collect();
+        if from < to {
+            out.extend(
+                self.pending
+                    .range((from, 0)..(to, 0))
+                    .map(|(&(ts, i), &occupied)| (ts, i, occupied)),
+            );
+        }
+        out
+    }
+
+    /// Rebuilds the held readings of an engine decoded without them, from `entries` (any order,
+    /// as [`LotEngine::held_between`] gave them, possibly with older ones): those at or after the
+    /// frontier wait for it, and the last `recent` before it are the applied readings still kept
+    /// for deduplication. Fails on a space the engine does not know or too few applied readings.
+    pub fn restore_held(
+        &mut self,
+        mut entries: Vec<(TimestampMs, u32, bool)>,
+        recent: usize,
+    ) -> Result<(), String> {
+        entries.sort_unstable_by_key(|&(ts, i, _)| (ts, i));
+        entries.dedup_by_key(|&mut (ts, i, _)| (ts, i));
+        if let Some(&(_, i, _)) = entries
+            .iter()
+            .find(|(_, i, _)| *i as usize >= self.spaces.len())
+        {
+            return Err(format!(
+                "a held reading names space #{i}, of {} known",
+                self.spaces.len()
+            ));
+        }
+        let split = entries.partition_point(|(ts, _, _)| *ts < self.frontier);
+        if split < recent {
+            return Err(format!(
+                "{recent} applied readings should be kept for deduplication, {split} were found"
+            ));
+        }
+        self.recent = entries[split - recent..split]
+            .iter()
+            .map(|&(ts, i, _)| (ts, i))
+            .collect();
+        self.pending = entries[split..]
+            .iter()
+            .map(|&(ts, i, occupied)| ((ts, i), occupied))
+            .collect();
+        Ok(())
+    }
+
     /// Approximate bytes of this lot's state, split into what each tracked space costs for as
     /// long as it is tracked and what readings cost while they wait for the frontier or stay in
     /// the dedup horizon.
@@ -415,6 +510,13 @@ impl LotEngine {
             recent_bytes: self.recent.capacity() * std::mem::size_of::<(TimestampMs, u32)>(),
         }
     }
+}
+
+/// A lot's held readings, out of its engine ([`LotEngine::take_held`]).
+#[derive(Debug, Default)]
+pub struct Held {
+    pending: BTreeMap<(TimestampMs, u32), bool>,
+    recent: VecDeque<(TimestampMs, u32)>,
 }
 
 /// The approximate memory of a lot's state.

@@ -4,7 +4,7 @@
 mod engine;
 pub mod reference;
 
-pub use engine::{LotEngine, Offer, SpaceState, StateSize};
+pub use engine::{Held, LotEngine, Offer, SpaceState, StateSize};
 
 #[cfg(test)]
 mod tests;

@@ -187,6 +187,46 @@ fn the_state_survives_serialization() {
     assert_eq!(a, b);
 }
 
+#[test]
+fn held_readings_written_apart_restore_the_same_engine() {
+    let mut e = LotEngine::new("L1", Some(10), &[MIN], 2 * MIN);
+    let mut out = Vec::new();
+    for i in 0..600 {
+        let ts = T0 + i * S;
+        e.offer(&format!("S{}", i % 7), ts, i % 3 == 0, i64::MIN);
+        e.advance(ts - MIN, &mut out);
+    }
+    assert!(e.recent_len() > 0 && e.pending_len() > 0);
+    // in any order, and with applied readings older than the dedup horizon among them
+    let mut entries = e.held_between(T0 - 10 * MIN, i64::MAX);
+    entries.reverse();
+    entries.extend([(T0, 0, false)]);
+    let recent = e.recent_len();
+    let mut back = e.clone();
+    let held = back.take_held();
+    assert_eq!(back.held_between(i64::MIN, i64::MAX), vec![]);
+    let bare = back.clone();
+    back.restore_held(entries, recent).unwrap();
+    assert_eq!(back, e);
+    assert_eq!(back.oldest_held(), Some(T0 + 600 * S - 3 * MIN - S));
+    let mut put = bare.clone();
+    put.put_held(held);
+    assert_eq!(put, e);
+    // what does not fit the engine is refused
+    let mut b = bare.clone();
+    assert!(
+        b.restore_held(vec![(T0, 99, true)], 0)
+            .unwrap_err()
+            .contains("space #99")
+    );
+    let mut b = bare;
+    assert!(
+        b.restore_held(vec![], recent)
+            .unwrap_err()
+            .contains("applied readings")
+    );
+}
+
 /// (readings as (space, ts offset, occupied), cut points, window sizes)
 type Case = (Vec<(u8, i64, bool)>, Vec<usize>, Vec<i64>);
 

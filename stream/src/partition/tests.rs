@@ -511,3 +511,181 @@ fn a_replay_after_a_crash_between_parts_and_header_keeps_the_parts_it_rewrites()
     let again = PartitionState::restore(0, &s, topic).expect("a restore after the replay");
     assert_eq!(again.lots["L1"], p.lots["L1"]);
 }
+
+/// The compacted topic after `records`, in place.
+fn write_to(topic: &mut std::collections::BTreeMap<String, Vec<u8>>, records: Vec<parts::Record>) {
+    for (k, v) in records {
+        match v {
+            Some(v) => topic.insert(k, v),
+            None => topic.remove(&k),
+        };
+    }
+}
+
+/// Readings of one lot every 10 ms of event time from `from` (offsets alike), 50 spaces.
+fn stream_of(from: i64, n: i64) -> Vec<Rec> {
+    (from..from + n)
+        .map(|i| {
+            rec(
+                i,
+                "L1",
+                &format!("S{}", i % 50),
+                T0 + i * 10,
+                (i / 50) % 2 == 0,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn held_readings_are_written_by_bucket_and_a_commit_writes_only_the_buckets_it_changed() {
+    let s = settings();
+    let mut p = PartitionState::new(0, &s);
+    let mut out = Vec::new();
+    // 30 s of readings, all still held (pending: the frontier is a minute behind)
+    for r in stream_of(0, 3000) {
+        assert_eq!(feed(&mut p, &s, &r, &mut out), Fate::Accepted);
+    }
+    let bytes = |records: &[parts::Record]| -> usize {
+        records
+            .iter()
+            .map(|(_, v)| v.as_ref().map_or(0, Vec::len))
+            .sum()
+    };
+    let first = p.take_checkpoint();
+    let count = |records: &[parts::Record]| {
+        records
+            .iter()
+            .filter(|(k, v)| k.starts_with(buckets::BUCKET_PREFIX) && v.is_some())
+            .count()
+    };
+    assert_eq!(count(&first), 30, "one bucket per second of event time");
+    let mut topic = std::collections::BTreeMap::new();
+    write_to(&mut topic, first.clone());
+    // the next 100 ms of input: one bucket and the lot's record, not the whole state again
+    for r in stream_of(3000, 10) {
+        feed(&mut p, &s, &r, &mut out);
+    }
+    let second = p.take_checkpoint();
+    assert_eq!(count(&second), 1);
+    let lot_record = |records: &[parts::Record]| {
+        bytes(
+            &records
+                .iter()
+                .filter(|(k, _)| k == "lot/L1")
+                .cloned()
+                .collect::<Vec<_>>(),
+        )
+    };
+    let held_bytes = |records: &[parts::Record]| bytes(records) - lot_record(records);
+    assert!(
+        held_bytes(&second) * 20 < held_bytes(&first),
+        "held readings: {} bytes after {} bytes",
+        held_bytes(&second),
+        held_bytes(&first)
+    );
+    assert!(
+        lot_record(&second) <= lot_record(&first) + 64,
+        "the lot's record does not grow with its held readings"
+    );
+    write_to(&mut topic, second);
+    let back = PartitionState::restore(0, &s, topic).unwrap();
+    assert_eq!(back.lots["L1"], p.lots["L1"]);
+}
+
+#[test]
+fn every_prefix_of_a_checkpoint_restores_the_state_before_it_or_after_it() {
+    let s = settings();
+    let mut p = PartitionState::new(0, &s);
+    let mut out = Vec::new();
+    let mut topic = std::collections::BTreeMap::new();
+    // 400 s of input, checkpointed every 2 s: the frontier moves, applied readings pass the
+    // dedup horizon and their buckets are deleted
+    let records = stream_of(0, 40_000);
+    for chunk in records[..39_800].chunks(200) {
+        for r in chunk {
+            feed(&mut p, &s, r, &mut out);
+        }
+        write_to(&mut topic, p.take_checkpoint());
+    }
+    let held = p.lots["L1"].held.buckets.len();
+    assert!(
+        (180..=190).contains(&held),
+        "{held} buckets: 65 s pending + 2 min recent"
+    );
+    assert!(
+        topic.len() < held + 5,
+        "deleted buckets are gone: {} keys",
+        topic.len()
+    );
+    let before = p.lots.clone();
+    for r in &records[39_800..] {
+        feed(&mut p, &s, r, &mut out);
+    }
+    let last = p.take_checkpoint();
+    assert!(
+        last.iter()
+            .any(|(k, v)| k.starts_with(buckets::BUCKET_PREFIX) && v.is_none())
+    );
+    for cut in 0..=last.len() {
+        let mut t = topic.clone();
+        write_to(&mut t, last[..cut].to_vec());
+        let back = PartitionState::restore(0, &s, t).unwrap();
+        assert!(
+            back.lots == before || back.lots == p.lots,
+            "cut after {cut} of {} records",
+            last.len()
+        );
+    }
+    // a crash that left buckets behind: they are deleted with the next checkpoint
+    let mut t = topic.clone();
+    write_to(&mut t, last[..1].to_vec());
+    let mut back = PartitionState::restore(0, &s, t.clone()).unwrap();
+    assert_eq!(back.lots, before);
+    for r in &records[39_800..] {
+        feed(&mut back, &s, r, &mut out);
+    }
+    write_to(&mut t, back.take_checkpoint());
+    write_to(&mut topic, last);
+    // (the lot's record is not compared byte for byte: its maps encode in hash order)
+    let buckets_of = |t: &std::collections::BTreeMap<String, Vec<u8>>| {
+        t.iter()
+            .filter(|(k, _)| k.starts_with(buckets::BUCKET_PREFIX))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        t.keys().collect::<Vec<_>>(),
+        topic.keys().collect::<Vec<_>>(),
+        "the orphan was deleted"
+    );
+    assert!(buckets_of(&t) == buckets_of(&topic), "the same buckets");
+    let again = PartitionState::restore(0, &s, t).unwrap();
+    assert_eq!(again.lots, p.lots);
+}
+
+#[test]
+fn a_checkpoint_with_held_readings_inside_the_lot_restores_and_writes_them_as_buckets() {
+    let s = settings();
+    let mut p = PartitionState::new(0, &s);
+    let mut out = Vec::new();
+    for r in stream_of(0, 20_000) {
+        feed(&mut p, &s, &r, &mut out);
+    }
+    let lot = &p.lots["L1"];
+    assert!(lot.engine.recent_len() > 0 && lot.engine.pending_len() > 0);
+    // the previous format: (engine with its held readings, applied_offset, alerts, twins)
+    let v2 =
+        postcard::to_allocvec(&(&lot.engine, lot.applied_offset, &lot.alerts, &lot.twins)).unwrap();
+    let meta = compacted(p.take_checkpoint())
+        .into_iter()
+        .filter(|(k, _)| k == "meta");
+    let old: Vec<_> = meta.chain([("lot/L1".to_owned(), v2)]).collect();
+    let mut back = PartitionState::restore(0, &s, old).unwrap();
+    assert_eq!(back.lots["L1"].engine, p.lots["L1"].engine);
+    let mut topic = std::collections::BTreeMap::new();
+    write_to(&mut topic, back.take_checkpoint());
+    assert_eq!(back.lots["L1"], p.lots["L1"], "the same buckets");
+    let again = PartitionState::restore(0, &s, topic).unwrap();
+    assert_eq!(again.lots["L1"], p.lots["L1"]);
+}

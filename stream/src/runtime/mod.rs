@@ -16,8 +16,11 @@
 //!   Consumers that upsert windows by (lot, window_start, window_end) get the exact result.
 //!
 //! Why checkpoints in a Kafka topic rather than in the object store: the state is small (about
-//! 100 bytes per space plus a minute of pending readings) and rides in the same transaction as
-//! outputs and offsets, so no second system has to agree on what was committed.
+//! 100 bytes per space plus the held readings: `out_of_orderness + allowed_lateness +
+//! dedup_horizon` of input) and rides in the same transaction as outputs and offsets, so no
+//! second system has to agree on what was committed. A commit writes only what changed: the
+//! changed lots' records and, of their held readings, the one-second buckets that changed
+//! (`partition::buckets`), not the whole state again.
 
 mod restore;
 mod sink;
@@ -550,6 +553,8 @@ impl Processor {
                 records.push(output::space_record(&self.topics, &row));
             }
             for (key, value) in state.take_checkpoint() {
+                let written = value.as_ref().map_or(0, Vec::len);
+                self.metrics.checkpoint_bytes.inc_by(written as u64);
                 records.push(output::checkpoint_record(
                     &self.topics,
                     partition,
