@@ -166,3 +166,99 @@ async fn sigkill_five_times_loses_nothing() {
         100.0 * duplicates as f64 / total as f64
     );
 }
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, as PEM files in `dir`: (ca, cert, key).
+fn tls_files(dir: &Path, name: &str) -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let path = |f: &str| dir.join(format!("{name}-{f}.pem")).display().to_string();
+    std::fs::write(path("ca"), ca.pem()).unwrap();
+    std::fs::write(path("cert"), cert.pem()).unwrap();
+    std::fs::write(path("key"), key.serialize_pem()).unwrap();
+    (path("ca"), path("cert"), path("key"))
+}
+
+/// `mqtts://`: the bridge reads from a mosquitto listener that speaks only TLS, trusting the CA of
+/// `mqtt.ca_file`. With a CA that did not sign the broker's certificate it refuses the broker,
+/// says why in its log and forwards nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bridge_reads_over_tls_and_refuses_a_broker_it_cannot_verify() {
+    let dir = temp_dir();
+    let (ca, cert, key) = tls_files(dir.path(), "broker");
+    let (other_ca, _, _) = tls_files(dir.path(), "other");
+    // the first listener (the one `port()` names) speaks TLS; devices publish on a plain one
+    let plain = fjord_core::testkit::free_port();
+    let mosquitto = Mosquitto::start_with(&format!(
+        "cafile {ca}\ncertfile {cert}\nkeyfile {key}\nlistener {plain} 127.0.0.1\n"
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let tansu = Tansu::start().unwrap_or_else(|e| panic!("{e}"));
+    let kafka_cfg = tansu.kafka_config();
+    let config = |trust: &str| {
+        format!(
+            "[log]\nlevel = \"info\"\n\n[kafka]\nbrokers = \"{}\"\ntopic_prefix = \"{}\"\npartitions = 1\n\n\
+             [mqtt]\nurl = \"mqtts://127.0.0.1:{}\"\nclient_id = \"{}\"\nca_file = \"{trust}\"\n\n[bridge]\nhttp_listen = \"127.0.0.1:0\"\n",
+            kafka_cfg.brokers,
+            kafka_cfg.topic_prefix,
+            mosquitto.port(),
+            unique_name("bridge")
+        )
+    };
+
+    // a CA that did not sign the broker's certificate: refused, with the reason in the log
+    let (wrong, wrong_log) = (dir.path().join("wrong.toml"), dir.path().join("wrong.log"));
+    std::fs::write(&wrong, config(&other_ca)).unwrap();
+    let mut bridge = start_bridge(&wrong, &wrong_log);
+    let said = fjord_core::testkit::wait_until(Duration::from_secs(30), || {
+        std::fs::read_to_string(&wrong_log)
+            .is_ok_and(|l| l.contains("TLS handshake with 127.0.0.1"))
+    });
+    let _ = bridge.kill();
+    let _ = bridge.wait();
+    let log = std::fs::read_to_string(&wrong_log).unwrap_or_default();
+    assert!(said, "no TLS refusal in the log:\n{log}");
+    assert!(
+        log.contains("UnknownIssuer") || log.contains("certificate"),
+        "{log}"
+    );
+
+    // the right CA: readings published on the plain listener reach Kafka through the TLS session
+    let (good, good_log) = (dir.path().join("good.toml"), dir.path().join("good.log"));
+    std::fs::write(&good, config(&ca)).unwrap();
+    let mut bridge = start_bridge(&good, &good_log);
+    let topic = kafka_cfg.topic("readings");
+    let mut got = Vec::new();
+    for n in 0..60 {
+        mqtt::publish_all(
+            plain,
+            None,
+            &unique_name("device"),
+            vec![(
+                format!("parking/tls/S{n}"),
+                format!(r#"{{"occupied":true,"n":{n}}}"#).into_bytes(),
+            )],
+            Duration::from_secs(10),
+        )
+        .await;
+        got = kafka::collect(&kafka_cfg, &topic, Duration::from_millis(1500), |r| {
+            !r.is_empty()
+        })
+        .await;
+        if !got.is_empty() {
+            break;
+        }
+    }
+    let _ = bridge.kill();
+    let _ = bridge.wait();
+    let log = std::fs::read_to_string(&good_log).unwrap_or_default();
+    assert!(!got.is_empty(), "nothing reached Kafka over TLS:\n{log}");
+    assert!(log.contains("connected to the MQTT broker"), "{log}");
+    assert!(!log.contains("TLS handshake"), "{log}");
+}

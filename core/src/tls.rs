@@ -1,5 +1,7 @@
 //! TLS for fjord's listeners (`[tls]`): the server configuration from PEM files, and a listener
-//! that hands out connections once their handshake is done.
+//! that hands out connections once their handshake is done; and for fjord's own clients of other
+//! servers (the bridge's `mqtts://`): a client configuration trusting a CA file or the system's
+//! roots.
 //!
 //! One certificate (chain) and key serve every listener of a process. Handshakes run in tasks of
 //! their own, each bounded by [`HANDSHAKE_TIMEOUT`], so a client that connects and says nothing
@@ -11,17 +13,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use rustls::ServerConfig;
+pub use rustls::pki_types::ServerName;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
-pub use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
+pub use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::config::TlsConfig;
 use crate::{Error, Result};
 
 /// Longest a client may take to complete its TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Most handshakes a listener runs at once. A connection beyond them is closed at once: clients
+/// that connect and say nothing hold a handshake each for [`HANDSHAKE_TIMEOUT`], and without a
+/// bound they could hold unbounded memory and file descriptors.
+pub const MAX_PENDING_HANDSHAKES: usize = 1024;
 
 /// ALPN of HTTP listeners.
 pub const ALPN_HTTP: &[&[u8]] = &[b"h2", b"http/1.1"];
@@ -68,6 +76,42 @@ pub fn server_config(cfg: &TlsConfig, alpn: &[&[u8]]) -> Result<Option<Arc<Serve
     Ok(Some(Arc::new(config)))
 }
 
+/// A client configuration that trusts the PEM certificates of `ca_file` (`key` names the config key
+/// in errors) or, without one, the operating system's trusted roots.
+pub fn client_config(ca_file: Option<&Path>, key: &str) -> Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(Iterator::collect::<std::result::Result<Vec<_>, _>>)
+                .map_err(|e| Error::Tls(format!("{key} {}: {e}", path.display())))?;
+            let (added, _) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(Error::Tls(format!(
+                    "{key} {}: no usable certificate in it (expected PEM `CERTIFICATE` blocks)",
+                    path.display()
+                )));
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                return Err(Error::Tls(format!(
+                    "no trusted roots found on this system ({:?}); set {key} to the CA that signed the server's certificate",
+                    found.errors.first().map(ToString::to_string)
+                )));
+            }
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// Accepts TCP connections and yields them once their TLS handshake succeeded; failed handshakes
 /// are logged at debug level and dropped.
 pub struct TlsListener {
@@ -98,7 +142,9 @@ impl TlsListener {
             .map_err(|e| Error::Tls(e.to_string()))?;
         let acceptor = TlsAcceptor::from(config);
         let (tx, ready) = tokio::sync::mpsc::channel(64);
+        let pending = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES));
         let accept = tokio::spawn(async move {
+            let mut last_warned = None;
             loop {
                 let (tcp, peer) = match listener.accept().await {
                     Ok(a) => a,
@@ -108,9 +154,20 @@ impl TlsListener {
                         continue;
                     }
                 };
+                let Ok(permit) = pending.clone().try_acquire_owned() else {
+                    if last_warned
+                        .is_none_or(|t: std::time::Instant| t.elapsed() > Duration::from_secs(10))
+                    {
+                        tracing::warn!(%peer, limit = MAX_PENDING_HANDSHAKES, "TLS listener: too many handshakes in progress; closing new connections until some finish");
+                        last_warned = Some(std::time::Instant::now());
+                    }
+                    drop(tcp);
+                    continue;
+                };
                 let _ = tcp.set_nodelay(true);
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
+                    let _permit = permit;
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                         Ok(Ok(tls)) => {
                             let _ = tx.send((tls, peer)).await;

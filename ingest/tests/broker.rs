@@ -243,3 +243,70 @@ async fn the_embedded_broker_queues_for_a_stopped_bridge_over_both_protocols() {
         bridge.stop().await;
     }
 }
+
+/// Connections that never send their CONNECT are bounded: past `MAX_PENDING_CONNECTS` the front
+/// closes new ones at once (counted as `pending`), and once the idle ones reach
+/// `broker.connect_timeout` a real client gets in again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_waiting_for_their_connect_are_bounded() {
+    use fjord_ingest::broker::proxy::MAX_PENDING_CONNECTS;
+    use tokio::io::AsyncReadExt;
+    let metrics = Metrics::new();
+    let port = free_port();
+    let config = BrokerConfig {
+        connect_timeout: fjord_core::duration::Duration::from_secs(3),
+        ..BrokerConfig::default()
+    };
+    let _broker = EmbeddedBroker::start(
+        ([127, 0, 0, 1], port).into(),
+        &config,
+        Acl::new(credentials()),
+        &metrics,
+        None,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut idle = Vec::new();
+    for _ in 0..MAX_PENDING_CONNECTS {
+        idle.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap(),
+        );
+    }
+    // one more than the bound: once the front has taken the idle ones in, it is closed at once
+    let mut closed_at_once = false;
+    for _ in 0..50 {
+        let mut extra = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let mut byte = [0u8; 1];
+        if let Ok(Ok(0)) =
+            tokio::time::timeout(Duration::from_millis(500), extra.read(&mut byte)).await
+        {
+            closed_at_once = true;
+            break;
+        }
+        idle.push(extra);
+    }
+    assert!(closed_at_once, "a connection beyond the bound was kept");
+    assert!(refused(&metrics, "pending") >= 1);
+    // the idle ones time out; then a real client connects and is accepted
+    let (client, mut events) = AsyncClient::new(options(port, DEVICE_A), 10);
+    let mut accepted = None;
+    for _ in 0..20 {
+        match connack(&mut events).await {
+            Some(ConnectReturnCode::Success) => {
+                accepted = Some(());
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+    drop(idle);
+    assert!(
+        accepted.is_some(),
+        "no client got in after the idle ones timed out"
+    );
+    let _ = client.disconnect().await;
+}

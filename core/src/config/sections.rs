@@ -148,6 +148,9 @@ pub struct MqttConfig {
     pub username: Option<String>,
     /// Password for `username`.
     pub password: Option<String>,
+    /// With `mqtts://`: the CA certificates (PEM) to trust for the broker's certificate; unset:
+    /// the operating system's trusted roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for MqttConfig {
@@ -157,6 +160,7 @@ impl Default for MqttConfig {
             client_id: "fjord-bridge".into(),
             username: None,
             password: None,
+            ca_file: None,
         }
     }
 }

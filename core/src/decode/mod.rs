@@ -94,7 +94,9 @@ pub enum DecodeError {
     #[error("the topic's `{0}` segment is empty; publish to parking/<lot_id>/<space_id>")]
     EmptyTopicId(&'static str),
     /// A `lot_id` or `space_id` that fjord does not accept: longer than [`MAX_ID_BYTES`], or with
-    /// a control character, an MQTT wildcard (`#`, `+`) or `/`.
+    /// a control character, an invisible formatting character (Unicode category Cf, e.g. U+200B,
+    /// U+202E), a line or paragraph separator, a private-use or unassigned code point, an MQTT
+    /// wildcard (`#`, `+`) or `/`.
     #[error(
         "`{field}` {problem}; ids are at most 128 bytes of printable characters without `#`, `+` or `/`"
     )]
@@ -248,6 +250,22 @@ pub fn detect_format(
 /// and lake partitions, so one device must not be able to make them arbitrarily large.
 pub const MAX_ID_BYTES: usize = 128;
 
+/// What makes `c` unfit for an id although it is not a control character: it shows as nothing or
+/// changes how the text around it shows (U+200B zero width space, U+202E right-to-left override),
+/// so two ids that look alike would differ.
+fn invisible(c: char) -> Option<&'static str> {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    match c.general_category() {
+        GeneralCategory::Format => Some("an invisible formatting character"),
+        GeneralCategory::LineSeparator | GeneralCategory::ParagraphSeparator => {
+            Some("a line or paragraph separator")
+        }
+        GeneralCategory::PrivateUse => Some("a private-use character"),
+        GeneralCategory::Unassigned => Some("an unassigned code point"),
+        _ => None,
+    }
+}
+
 /// Checks an id against the rules of [`DecodeError::BadId`].
 pub fn valid_id(field: &'static str, id: &str) -> Result<(), DecodeError> {
     let problem = if id.len() > MAX_ID_BYTES {
@@ -257,6 +275,8 @@ pub fn valid_id(field: &'static str, id: &str) -> Result<(), DecodeError> {
             "contains the control character U+{:04X}",
             u32::from(c)
         ))
+    } else if let Some((c, what)) = id.chars().find_map(|c| invisible(c).map(|w| (c, w))) {
+        Some(format!("contains U+{:04X}, {what}", u32::from(c)))
     } else {
         id.chars()
             .find(|c| matches!(c, '#' | '+' | '/'))

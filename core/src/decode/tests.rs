@@ -433,6 +433,15 @@ fn ids_are_bounded_and_printable_without_wildcards() {
         ("P1", "S\n1", "U+000A"),
         ("P#", "S1", "'#'"),
         ("P1", "S+", "'+'"),
+        (
+            "P\u{200B}1",
+            "S1",
+            "U+200B, an invisible formatting character",
+        ),
+        ("P1", "S\u{202E}1", "U+202E"),
+        ("P1", "S\u{FEFF}", "U+FEFF"),
+        ("P1", "S\u{2028}", "separator"),
+        ("P1", "S\u{E000}", "private-use"),
     ] {
         let m = RawMessage {
             lot_id: lot,
@@ -446,6 +455,15 @@ fn ids_are_bounded_and_printable_without_wildcards() {
         assert!(e.to_string().contains(what), "{e}");
     }
     let ok = "y".repeat(MAX_ID_BYTES);
+    // letters, marks and symbols of any script are fine
+    let m = RawMessage {
+        lot_id: "Größe-Ω 駐車場 é",
+        space_id: "S1",
+        payload: br#"{"occupied":true}"#,
+        content_type: None,
+        received_at: 1_700_000_000_000,
+    };
+    assert!(decode_reading(&m, &opts).is_ok());
     let m = RawMessage {
         lot_id: "Lot A-1",
         space_id: &ok,

@@ -8,6 +8,9 @@
 //! and writes on separate tasks: the writer sends every PUBACK that is ready in one write, and keeps
 //! the connection alive with PINGREQs even while the reader is held back by Kafka.
 //!
+//! With `mqtts://` the connection is TLS (rustls), trusting `mqtt.ca_file` or the system's roots
+//! and checking the certificate against the URL's host name.
+//!
 //! A connection is used once: when it breaks, the bridge opens a new one (the session persists at
 //! the broker, which redelivers what was not acknowledged). Acknowledgements queued for a broken
 //! connection die with it, so one can never acknowledge a message of a later connection.
@@ -17,9 +20,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use fjord_core::config::{BridgeConfig, MqttConfig, MqttProtocol};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, watch};
 
 use crate::wire::{self, Connect, kind};
@@ -41,6 +43,38 @@ pub struct Received {
     pub dup: bool,
     /// Packet id to acknowledge (`None` for QoS 0).
     pub pkid: Option<u16>,
+}
+
+/// The reading half of a connection, plain or TLS.
+type Reader = Box<dyn AsyncRead + Send + Unpin>;
+/// The writing half of a connection, plain or TLS.
+type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// A TCP connection to `host:port`, with TLS when `mqtt.url` is `mqtts://`.
+async fn connect(mqtt: &MqttConfig, host: &str, port: u16) -> Result<(Reader, Writer), String> {
+    let timeout = Duration::from_secs(10);
+    let stream = tokio::time::timeout(timeout, TcpStream::connect((host, port)))
+        .await
+        .map_err(|_| format!("no TCP connection to {host}:{port} within 10 s"))?
+        .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    if !mqtt.url.starts_with("mqtts://") {
+        let (rx, tx) = stream.into_split();
+        return Ok((Box::new(rx), Box::new(tx)));
+    }
+    let config = fjord_core::tls::client_config(mqtt.ca_file.as_deref(), "mqtt.ca_file")
+        .map_err(|e| e.to_string())?;
+    let name = fjord_core::tls::ServerName::try_from(host.to_owned())
+        .map_err(|e| format!("mqtt.url: {host:?} is not a host name for TLS: {e}"))?;
+    let tls = tokio::time::timeout(
+        timeout,
+        fjord_core::tls::TlsConnector::from(config).connect(name, stream),
+    )
+    .await
+    .map_err(|_| format!("no TLS handshake with {host}:{port} within 10 s"))?
+    .map_err(|e| format!("TLS handshake with {host}:{port} failed: {e}"))?;
+    let (rx, tx) = tokio::io::split(tls);
+    Ok((Box::new(rx), Box::new(tx)))
 }
 
 enum Out {
@@ -71,19 +105,9 @@ impl Connection {
         let (host, port) = mqtt
             .host_port()
             .ok_or_else(|| format!("mqtt.url {:?} is not mqtt://host:port", mqtt.url))?;
-        if mqtt.url.starts_with("mqtts://") {
-            return Err(
-                "TLS to the MQTT broker (mqtts://) is not supported by the bridge yet".into(),
-            );
-        }
         let v5 = bridge.protocol == MqttProtocol::V5;
         let timeout = Duration::from_secs(10);
-        let stream = tokio::time::timeout(timeout, TcpStream::connect((host.as_str(), port)))
-            .await
-            .map_err(|_| format!("no TCP connection to {host}:{port} within 10 s"))?
-            .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?;
-        let _ = stream.set_nodelay(true);
-        let (mut rx, mut tx) = stream.into_split();
+        let (mut rx, mut tx) = connect(mqtt, &host, port).await?;
         let keep_alive = u16::try_from(bridge.keep_alive.std().as_secs()).unwrap_or(u16::MAX);
         let connect = Connect {
             protocol_name: "MQTT".into(),
@@ -217,7 +241,7 @@ fn lose(reason: &Mutex<Option<String>>, closed: &watch::Sender<bool>, why: Strin
 
 #[allow(clippy::too_many_arguments)]
 async fn read_loop(
-    mut rx: OwnedReadHalf,
+    mut rx: Reader,
     mut buf: BytesMut,
     v5: bool,
     incoming: mpsc::Sender<Received>,
@@ -294,7 +318,7 @@ async fn read_loop(
 }
 
 async fn write_loop(
-    mut tx: OwnedWriteHalf,
+    mut tx: Writer,
     mut out: mpsc::UnboundedReceiver<Out>,
     keep_alive: Duration,
     mut closed_rx: watch::Receiver<bool>,
@@ -352,7 +376,7 @@ async fn write_loop(
     }
 }
 
-async fn read_frame(rx: &mut OwnedReadHalf, buf: &mut BytesMut) -> Result<wire::Frame, String> {
+async fn read_frame(rx: &mut Reader, buf: &mut BytesMut) -> Result<wire::Frame, String> {
     loop {
         match wire::split_frame(buf, MAX_PACKET) {
             Ok(Some(f)) => return Ok(f),

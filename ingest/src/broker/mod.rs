@@ -175,6 +175,7 @@ impl EmbeddedBroker {
             connect_timeout: config.connect_timeout.std(),
             refused,
             client_ids: std::sync::Mutex::default(),
+            pending: Arc::new(tokio::sync::Semaphore::new(proxy::MAX_PENDING_CONNECTS)),
         });
         let internal = match &tls {
             None => None,

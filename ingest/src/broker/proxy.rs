@@ -47,11 +47,19 @@ pub struct Front {
     pub max_packet_bytes: usize,
     /// Time allowed for the CONNECT.
     pub connect_timeout: Duration,
-    /// Refusals, by `what` (auth, publish, subscribe, will, client_id, alias).
+    /// Refusals, by `what` (auth, publish, subscribe, will, client_id, alias, pending).
     pub refused: IntCounterVec,
     /// Which user owns which client id.
     pub client_ids: std::sync::Mutex<crate::broker::client_ids::ClientIds>,
+    /// Connections waiting for their CONNECT to arrive and be checked, at most
+    /// [`MAX_PENDING_CONNECTS`].
+    pub pending: Arc<tokio::sync::Semaphore>,
 }
+
+/// Most connections that may wait for their CONNECT at once (each for at most
+/// `broker.connect_timeout`); a connection beyond them is closed at once, so clients that connect
+/// and say nothing cannot hold unbounded memory and file descriptors.
+pub const MAX_PENDING_CONNECTS: usize = 1024;
 
 /// Most bytes of topic names one connection's topic aliases may hold; a client past it is
 /// disconnected.
@@ -103,6 +111,11 @@ async fn relay<S>(front: &Front, client: S, peer: SocketAddr) -> std::io::Result
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
+    let Ok(waiting) = front.pending.clone().try_acquire_owned() else {
+        front.refused.with_label_values(&["pending"]).inc();
+        debug!(%peer, limit = MAX_PENDING_CONNECTS, "MQTT connection closed: too many connections waiting for their CONNECT");
+        return Ok(());
+    };
     let (mut client_rx, mut client_tx) = tokio::io::split(client);
     let mut cbuf = BytesMut::with_capacity(8 * 1024);
     let first = tokio::time::timeout(
@@ -166,6 +179,8 @@ where
     } else {
         front.v4_backend
     };
+    // the CONNECT is in and checked: this connection no longer counts as waiting
+    drop(waiting);
     let backend = TcpStream::connect(backend_addr).await?;
     let _ = backend.set_nodelay(true);
     let (mut broker_rx, mut broker_tx) = backend.into_split();
