@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Checks fjord webhook signatures independently of fjord's Rust code (SPEC §5).
+"""Checks fjord webhook signatures independently of fjord's Rust code (docs/contract.md §5).
 
 Usage: verify-webhook-signatures.py SECRET FILE.jsonl
 

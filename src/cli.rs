@@ -1,4 +1,4 @@
-//! The `fjord` command line (SPEC §2): one binary, one subcommand per component.
+//! The `fjord` command line (docs/contract.md §2): one binary, one subcommand per component.
 
 use std::path::PathBuf;
 
@@ -88,7 +88,7 @@ pub struct StreamArgs {
     pub no_deliver: bool,
 }
 
-/// `fjord demo` flags (SPEC §2).
+/// `fjord demo` flags (docs/contract.md §2).
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Directory for the lake and state.

@@ -1,4 +1,4 @@
-//! End-to-end tests of the `fjord` binary: the command surface of SPEC §2, `fjord config check`, and
+//! End-to-end tests of the `fjord` binary: the command surface of docs/contract.md §2, `fjord config check`, and
 //! `fjord demo` with its embedded MQTT broker and Kafka cluster, driven by real clients.
 
 use std::path::Path;
@@ -441,4 +441,113 @@ fn demo_refuses_a_busy_mqtt_port_with_a_clear_error() {
         "{err}"
     );
     assert!(!dir.path().join("endpoints.json").exists());
+}
+
+/// The documentation holds together: every relative link of the README and of `docs/` names a
+/// file of the repository (and a heading of it, when it names one), and every section of the
+/// contract that the code cites (`docs/contract.md §4.1`) exists.
+#[test]
+fn the_docs_links_resolve_and_the_cited_contract_sections_exist() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let slug = |heading: &str| -> String {
+        heading
+            .trim()
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-' || *c == '_')
+            .map(|c| if c == ' ' { '-' } else { c })
+            .collect()
+    };
+    let headings = |file: &Path| -> Vec<String> {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        let mut fence = false;
+        let mut out = Vec::new();
+        for line in text.lines() {
+            if line.starts_with("```") {
+                fence = !fence;
+            } else if !fence && line.starts_with('#') {
+                out.push(slug(line.trim_start_matches('#')));
+            }
+        }
+        out
+    };
+    let mut pages = vec![root.join("README.md")];
+    for entry in std::fs::read_dir(root.join("docs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            pages.push(path);
+        }
+    }
+    let mut broken = Vec::new();
+    for page in &pages {
+        let text = std::fs::read_to_string(page).unwrap();
+        for (i, _) in text.match_indices("](") {
+            let rest = &text[i + 2..];
+            let Some(end) = rest.find(')') else { continue };
+            let target = &rest[..end];
+            if target.starts_with("http") || target.starts_with("mailto:") {
+                continue;
+            }
+            let (file, anchor) = target.split_once('#').unwrap_or((target, ""));
+            let path = if file.is_empty() {
+                page.clone()
+            } else {
+                page.parent().unwrap().join(file)
+            };
+            if !path.exists() {
+                broken.push(format!("{}: {target} (no such file)", page.display()));
+            } else if !anchor.is_empty() && !headings(&path).iter().any(|h| h == anchor) {
+                broken.push(format!("{}: {target} (no such heading)", page.display()));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+
+    // every `docs/contract.md §N` in the sources names a section of the contract
+    let contract = std::fs::read_to_string(root.join("docs/contract.md")).unwrap();
+    let sections: Vec<&str> = contract
+        .lines()
+        .filter(|l| l.starts_with("## ") || l.starts_with("### "))
+        .filter_map(|l| l.trim_start_matches('#').split_whitespace().next())
+        .map(|n| n.trim_end_matches('.'))
+        .collect();
+    fn sources(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if path.is_dir() && !name.starts_with('.') && name != "target" {
+                sources(&path, out);
+            } else if name.ends_with(".rs") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    sources(root, &mut files);
+    let mut cited = 0;
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        assert!(
+            !text.contains(concat!("SPEC", " §")),
+            "{} cites a SPEC outside the repository",
+            file.display()
+        );
+        for (i, _) in text.match_indices("docs/contract.md §") {
+            let n: String = text[i + "docs/contract.md §".len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.')
+                .collect();
+            let n = n.trim_end_matches('.');
+            if n.is_empty() {
+                continue; // the phrase itself, as in this test
+            }
+            cited += 1;
+            assert!(
+                sections.contains(&n),
+                "{} cites docs/contract.md §{n}, which does not exist (sections: {sections:?})",
+                file.display()
+            );
+        }
+    }
+    assert!(cited > 50, "only {cited} citations found");
 }

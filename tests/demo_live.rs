@@ -6,7 +6,7 @@
 //! `occupancy_1m` within 2 s of being written; `fjord.readings` records carry the payload's
 //! content type even when the device declared none; readings published with event times 20–30
 //! minutes old (late for the speed layer) show, once the batch job has run, in `occupancy_1m` and
-//! `occupancy_10m` as batch rows equal to the SPEC §4.1 reference, window by window.
+//! `occupancy_10m` as batch rows equal to the docs/contract.md §4.1 reference, window by window.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -23,7 +23,7 @@ use serde_json::Value;
 
 const FJORD: &str = env!("CARGO_BIN_EXE_fjord");
 const TOKEN: &str = "live-test-token-1234";
-/// SPEC §7 and issue bounds: how far the served speed layer may trail Kafka.
+/// docs/contract.md §7 and issue bounds: how far the served speed layer may trail Kafka.
 const FRESH: Duration = Duration::from_secs(2);
 /// How soon after start `/readyz` must answer 200.
 const READY: Duration = Duration::from_secs(10);

@@ -2,7 +2,7 @@
 //!
 //! * the merged `occupancy_1m` switches from speed to batch rows exactly at the batch high-water
 //!   mark, and after late data and another batch run (no restart) the served numbers equal the
-//!   brute-force reference of SPEC §4.1;
+//!   brute-force reference of docs/contract.md §4.1;
 //! * HTTP answers in JSON, CSV, NDJSON and Arrow IPC; `/api/lots`, `/api/alerts`, the live tables,
 //!   the dashboard and the OpenAPI description;
 //! * `psql` runs a query, `\dt` and a parameterised prepared statement;
@@ -560,7 +560,7 @@ async fn serve_merges_layers_and_answers_http_and_psql_within_limits() {
     };
     let out = psql(TOKEN, &["-c", "SELECT count(*) FROM readings"]);
     assert_eq!(ok(out).trim(), total.to_string());
-    // every SQL table of SPEC §7 is listed, with its columns (as psql, DBeaver and Grafana ask)
+    // every SQL table of docs/contract.md §7 is listed, with its columns (as psql, DBeaver and Grafana ask)
     let out = ok(psql(TOKEN, &["-c", "\\dt"]));
     for t in [
         "readings",

@@ -1,6 +1,6 @@
 //! `fjord stream` on a real Kafka-protocol broker (tansu, at least once), killed with SIGKILL during
 //! a run, and scaled out to two instances of which one dies: no window is missing, every repeated
-//! record is byte-identical to its first copy, and the de-duplicated output equals the SPEC §4.1
+//! record is byte-identical to its first copy, and the de-duplicated output equals the docs/contract.md §4.1
 //! reference exactly.
 
 use std::collections::HashMap;

@@ -1,4 +1,4 @@
-//! `fjord.alerts` → the Delta table `alerts` (SPEC §5, §6), exactly once, by the same mechanism
+//! `fjord.alerts` → the Delta table `alerts` (docs/contract.md §5, §6), exactly once, by the same mechanism
 //! as `readings`: each chunk is one commit holding the rows and the Kafka offsets they cover
 //! (records that are not alerts go to `quarantine` first, with their own offsets). Alert ids are a
 //! function of the state change, so the copies an at-least-once stream processor repeats after a

@@ -1,8 +1,8 @@
-//! Deduplication of readings on (`lot_id`, `space_id`, `ts`) (SPEC §4.1, §6). Pure: the caller
+//! Deduplication of readings on (`lot_id`, `space_id`, `ts`) (docs/contract.md §4.1, §6). Pure: the caller
 //! gathers the keys already in the table for the dates and time range a batch touches (partition
 //! and row-group pruning keep that to a small part of the table), this module drops repeats.
 //!
-//! The SPEC names (`space_id`, `ts`); fjord includes `lot_id` because space ids are only unique
+//! The contract (docs/contract.md §6) names (`space_id`, `ts`); fjord includes `lot_id` because space ids are only unique
 //! within a lot (every lot may have an "A1"), which is also how the stream processor counts.
 //! Spaces are interned, so a key costs 16 bytes and no allocation per reading.
 

@@ -1,5 +1,5 @@
-//! The lake: Delta tables under one object-store URL (SPEC §6). Opens a table, creating it with
-//! its SPEC schema and `date` partitioning the first time, on `file://` or `s3://` alike.
+//! The lake: Delta tables under one object-store URL (docs/contract.md §6). Opens a table, creating it with
+//! its schema (docs/contract.md §6) and `date` partitioning the first time, on `file://` or `s3://` alike.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -15,11 +15,11 @@ use crate::error::{Error, Result};
 /// A table of the lake, with its schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Table {
-    /// `readings` (SPEC §6).
+    /// `readings` (docs/contract.md §6).
     Readings,
     /// `quarantine`: records that failed decoding.
     Quarantine,
-    /// `alerts`: alert state changes (SPEC §5).
+    /// `alerts`: alert state changes (docs/contract.md §5).
     Alerts,
     /// The batch view of windows of this many milliseconds (`stream.windows`): `occupancy_1m`,
     /// `occupancy_10m`, … named by [`occupancy_name`].

@@ -1,4 +1,4 @@
-//! `fjord-batch`: the batch layer (SPEC §4.1, §4.3, §6).
+//! `fjord-batch`: the batch layer (docs/contract.md §4.1, §4.3, §6).
 //!
 //! * [`ingest`] lands `fjord.readings` in the Delta table `readings`, exactly once: the Kafka
 //!   offsets a commit covers are recorded in that same commit ([`offsets`]); [`alerts`] lands

@@ -1,4 +1,4 @@
-//! Rows of `readings` and `quarantine` (SPEC §6) and their Arrow batches. Pure: no I/O.
+//! Rows of `readings` and `quarantine` (docs/contract.md §6) and their Arrow batches. Pure: no I/O.
 
 use std::sync::Arc;
 

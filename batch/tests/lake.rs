@@ -1,7 +1,7 @@
 //! The batch layer against a real Kafka-protocol broker (tansu) and a real lake — a local
 //! directory, and the same suite on a real S3-compatible server (s3s-fs): every reading lands
 //! exactly once (duplicates hours apart included), undecodable records are quarantined, compaction
-//! keeps results and cuts files, and the batch views equal the SPEC §4.1 reference over the
+//! keeps results and cuts files, and the batch views equal the docs/contract.md §4.1 reference over the
 //! deduplicated readings, late readings and midnight included.
 
 mod common;

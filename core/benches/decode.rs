@@ -1,4 +1,4 @@
-//! Throughput of payload decoding (SPEC §3.1) on one core: JSON and CBOR readings per second.
+//! Throughput of payload decoding (docs/contract.md §3.1) on one core: JSON and CBOR readings per second.
 //! Run with `cargo bench -p fjord-core --bench decode`; the target is ≥ 1,000,000 JSON readings/s.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};

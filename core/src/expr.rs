@@ -1,4 +1,4 @@
-//! The boolean expressions of user alert rules (SPEC §5): a small, strict subset of SQL, parsed
+//! The boolean expressions of user alert rules (docs/contract.md §5): a small, strict subset of SQL, parsed
 //! with `sqlparser` (the parser DataFusion uses, so the syntax is the one analysts type into the
 //! SQL console) and evaluated by a tree walker over one row at a time, without allocation for
 //! comparisons and arithmetic.

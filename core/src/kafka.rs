@@ -1,4 +1,4 @@
-//! Kafka plumbing shared by the components: the topic names of SPEC §3.2, the record header names,
+//! Kafka plumbing shared by the components: the topic names of docs/contract.md §3.2, the record header names,
 //! a client config built from `[kafka]`, and idempotent topic creation.
 
 use std::time::Duration;

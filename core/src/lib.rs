@@ -1,15 +1,15 @@
 //! `fjord-core`: what every fjord component shares.
 //!
 //! * [`model`] — `Reading`, `OccupancyWindow`, `Alert`, the values that flow through the pipeline.
-//! * [`decode`] — raw device message → `Reading`, exactly as SPEC §3.1 says (JSON and CBOR).
-//! * [`occupancy`] — the occupancy engine of SPEC §4.1, shared by the speed and batch layers.
-//! * [`schema`] — the Arrow schemas of the SPEC tables, defined once.
+//! * [`decode`] — raw device message → `Reading`, exactly as docs/contract.md §3.1 says (JSON and CBOR).
+//! * [`occupancy`] — the occupancy engine of docs/contract.md §4.1, shared by the speed and batch layers.
+//! * [`schema`] — the Arrow schemas of the tables of docs/contract.md, defined once.
 //! * [`config`] — one TOML file with `FJORD__SECTION__KEY` overrides, all problems reported at once.
-//! * [`lots`] — the lots registry (SPEC §3.4).
+//! * [`lots`] — the lots registry (docs/contract.md §3.4).
 //! * [`files`] — operator-named text files read with a size bound.
 //! * [`expr`] — the SQL boolean expressions of user alert rules, compiled and evaluated per row.
 //! * [`sqltext`] — checks of SQL text the SQL parser cannot bound itself.
-//! * [`topic`] — MQTT topic patterns with named segments and Kafka key templates (SPEC §3.3).
+//! * [`topic`] — MQTT topic patterns with named segments and Kafka key templates (docs/contract.md §3.3).
 //! * [`kafka`] — topic and header names, client config, topic creation.
 //! * [`telemetry`] — `tracing` setup and the shared Prometheus registry.
 //! * [`time`], [`duration`] — epoch-millisecond time and config durations.

@@ -1,4 +1,4 @@
-//! The lots registry (SPEC §3.4): `lot_id,name,zone,capacity,lat,lon`, from `lots.csv` or
+//! The lots registry (docs/contract.md §3.4): `lot_id,name,zone,capacity,lat,lon`, from `lots.csv` or
 //! `[[lots]]` in the config, exposed as the SQL table `lots`.
 //!
 //! A lot seen in data but absent from the registry gets, as capacity, the number of distinct spaces

@@ -1,8 +1,8 @@
-//! The Arrow schemas of the SPEC tables (§6, §7), defined once. The batch layer writes the lake with
+//! The Arrow schemas of the tables of docs/contract.md (§6, §7), defined once. The batch layer writes the lake with
 //! them, the serving layer registers them with DataFusion, tests compare against them.
 //!
 //! Timestamps are `Timestamp(Microsecond, "UTC")` because that is Delta Lake's `timestamp` type;
-//! values carry millisecond precision (SPEC §4.1). Counts are signed because Delta and Postgres
+//! values carry millisecond precision (docs/contract.md §4.1). Counts are signed because Delta and Postgres
 //! have no unsigned integers. Partitioned tables end with their `date` column (UTC day).
 
 use std::sync::{Arc, LazyLock};
@@ -126,37 +126,37 @@ static SPACES_LIVE: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
-/// `readings` (SPEC §6), partitioned by `date`.
+/// `readings` (docs/contract.md §6), partitioned by `date`.
 pub fn readings() -> SchemaRef {
     READINGS.clone()
 }
 
-/// `occupancy_1m` / `occupancy_10m` (SPEC §4.1), partitioned by `date`.
+/// `occupancy_1m` / `occupancy_10m` (docs/contract.md §4.1), partitioned by `date`.
 pub fn occupancy() -> SchemaRef {
     OCCUPANCY.clone()
 }
 
-/// `alerts` (SPEC §5), partitioned by `date`; `labels` is a JSON object text.
+/// `alerts` (docs/contract.md §5), partitioned by `date`; `labels` is a JSON object text.
 pub fn alerts() -> SchemaRef {
     ALERTS.clone()
 }
 
-/// `quarantine` (SPEC §6): records that failed decoding, partitioned by `date`.
+/// `quarantine` (docs/contract.md §6): records that failed decoding, partitioned by `date`.
 pub fn quarantine() -> SchemaRef {
     QUARANTINE.clone()
 }
 
-/// `lots` (SPEC §3.4).
+/// `lots` (docs/contract.md §3.4).
 pub fn lots() -> SchemaRef {
     LOTS.clone()
 }
 
-/// `occupancy_live` (SPEC §7): one row per lot.
+/// `occupancy_live` (docs/contract.md §7): one row per lot.
 pub fn occupancy_live() -> SchemaRef {
     OCCUPANCY_LIVE.clone()
 }
 
-/// `spaces_live` (SPEC §7): one row per space.
+/// `spaces_live` (docs/contract.md §7): one row per space.
 pub fn spaces_live() -> SchemaRef {
     SPACES_LIVE.clone()
 }
@@ -220,7 +220,7 @@ mod tests {
                 "last_seen"
             ]
         );
-        // the alerts table carries every field of the webhook body (SPEC §5)
+        // the alerts table carries every field of the webhook body (docs/contract.md §5)
         for f in [
             "id",
             "key",

@@ -1,7 +1,7 @@
 //! Event-time arithmetic on UTC epoch milliseconds.
 //!
 //! fjord keeps every timestamp as `i64` milliseconds since the Unix epoch (UTC): it is what Kafka
-//! uses, it orders and subtracts without surprises, and it is exact at the SPEC's millisecond
+//! uses, it orders and subtracts without surprises, and it is exact at the contract's millisecond
 //! precision. This module parses and formats RFC 3339 by hand (the decoder's hot path parses one
 //! timestamp per reading) and converts to calendar days for the lake's `date` partitions. All
 //! functions are pure; the parser is checked against `chrono` by a property test.

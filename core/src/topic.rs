@@ -1,4 +1,4 @@
-//! MQTT topic patterns with named segments (SPEC §3.3): `parking/+lot_id/+space_id`.
+//! MQTT topic patterns with named segments (docs/contract.md §3.3): `parking/+lot_id/+space_id`.
 //!
 //! A pattern is an MQTT topic filter in which a `+` may carry a name (`+lot_id`) and a trailing `#`
 //! may too (`#rest`). [`TopicPattern::mqtt_filter`] gives the plain filter to subscribe with

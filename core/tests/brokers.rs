@@ -153,12 +153,12 @@ fn the_documented_mosquitto_settings_are_the_tested_ones() {
             "docker/mosquitto.conf lacks `{line}`"
         );
     }
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let guide =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/ingest.md")).unwrap();
     for line in fjord_core::testkit::MOSQUITTO_RECOMMENDED.lines() {
         assert!(
-            readme.contains(&format!("`{line}`")),
-            "README lacks `{line}`"
+            guide.contains(&format!("`{line}`")),
+            "docs/ingest.md lacks `{line}`"
         );
     }
 }

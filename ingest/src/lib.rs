@@ -3,7 +3,7 @@
 //! * [`bridge`] — `fjord bridge`: MQTT → Kafka, PUBACK only after Kafka acknowledged the record.
 //! * [`http`] — HTTP ingest (`POST /ingest/<topic>`), answering 202 only after Kafka's ack.
 //! * [`message`] — the rules both apply: topic mapping, size limit, validation, dead letters.
-//! * [`mapping`] — the `[[mapping]]` rules (SPEC §3.3).
+//! * [`mapping`] — the `[[mapping]]` rules (docs/contract.md §3.3).
 //! * [`acl`] — `[[credentials]]`: authentication and per-topic publish/subscribe rights.
 //! * [`broker`] — the embedded MQTT broker of `fjord demo` (rumqttd behind an authenticating,
 //!   ACL-enforcing front).

@@ -1,4 +1,4 @@
-//! Topic mapping (SPEC §3.3): the `[[mapping]]` rules compiled once, routing an MQTT topic to its
+//! Topic mapping (docs/contract.md §3.3): the `[[mapping]]` rules compiled once, routing an MQTT topic to its
 //! Kafka topic and key. First match wins. Pure logic.
 
 use fjord_core::config::{KafkaConfig, MappingRule};

@@ -1,4 +1,4 @@
-//! What the bridge does with one received message: forward it to its Kafka topic with the SPEC §3.2
+//! What the bridge does with one received message: forward it to its Kafka topic with the docs/contract.md §3.2
 //! key and headers, or send it to the dead-letter topic with a reason. Pure logic, shared by MQTT and
 //! HTTP ingest, so both apply exactly the same rules.
 

@@ -1,5 +1,5 @@
 //! The bridge against a real mosquitto and a real Kafka-protocol broker (tansu): nothing lost,
-//! bytes unchanged, keys and headers as SPEC §3.2 says, dead letters with reasons, a Kafka outage
+//! bytes unchanged, keys and headers as docs/contract.md §3.2 says, dead letters with reasons, a Kafka outage
 //! survived without a restart, and messages queued by the broker while the bridge was down.
 
 mod common;

@@ -1,4 +1,4 @@
-//! The SQL catalog of SPEC §7 in one long-lived DataFusion session: the lake's Delta tables
+//! The SQL catalog of docs/contract.md §7 in one long-lived DataFusion session: the lake's Delta tables
 //! (`readings`, `alerts`, `quarantine`), the merged `occupancy_<size>` of every configured window
 //! size (`occupancy_1m` / `occupancy_10m` by default, §4.3), the
 //! live tables of the speed layer (`occupancy_live`, `spaces_live`) and `lots` from the registry.

@@ -1,4 +1,4 @@
-//! Running one query within the limits of SPEC §7: read-only and of bounded size
+//! Running one query within the limits of docs/contract.md §7: read-only and of bounded size
 //! ([`crate::guard`]), a time limit over planning, execution and handing over the result (also when
 //! the client stops reading), a row and a byte limit on what it returns, and the session's memory
 //! limit. Hitting one ends that query with [`Error::Limit`] naming the limit and its config key;

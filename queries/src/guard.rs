@@ -1,4 +1,4 @@
-//! Read-only SQL (SPEC §7): a statement runs only if it is a query (`SELECT`, `WITH`, `VALUES`,
+//! Read-only SQL (docs/contract.md §7): a statement runs only if it is a query (`SELECT`, `WITH`, `VALUES`,
 //! set operations) or `EXPLAIN` of one. Everything else — DDL, DML, `COPY … TO`,
 //! `CREATE EXTERNAL TABLE`, `SET`, transactions — is refused with a message that names it.
 //! Exactly one statement per request, and `SELECT … INTO` (which creates a table) is refused too.

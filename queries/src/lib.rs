@@ -1,4 +1,4 @@
-//! `fjord-queries`: the serving layer (SPEC §4.3, §7).
+//! `fjord-queries`: the serving layer (docs/contract.md §4.3, §7).
 //!
 //! * [`analyst`] — the ready analyst queries of `queries/sql/`.
 //! * [`guard`] — SQL is read-only: only queries pass, every other statement is refused by name.

@@ -1,4 +1,4 @@
-//! The Postgres wire protocol (SPEC §7) over the shared catalog, with `datafusion-postgres`
+//! The Postgres wire protocol (docs/contract.md §7) over the shared catalog, with `datafusion-postgres`
 //! (simple and extended query protocol, `pg_catalog` for `psql`'s `\d` and `\dt`, Grafana, DBeaver).
 //!
 //! fjord adds what a shared, read-only server needs:

@@ -3,7 +3,7 @@
 //!
 //! * [`LakeTable`] — a Delta table at its latest version (`readings`, `alerts`, `quarantine`);
 //!   filters are handed to the Delta scan, which prunes `date` partitions and files by statistics.
-//! * [`MergedOccupancy`] — `occupancy_1m` / `occupancy_10m` of SPEC §4.3: batch rows of windows
+//! * [`MergedOccupancy`] — `occupancy_1m` / `occupancy_10m` of docs/contract.md §4.3: batch rows of windows
 //!   ending at or before the batch high-water mark, speed rows of later windows, never both.
 //! * [`LiveTable`] — `occupancy_live` and `spaces_live`, snapshots of the speed layer; a scan of
 //!   `spaces_live` whose filters name its lots (`lot_id = 'A'`, `lot_id IN ('A', 'B')`) builds only
@@ -71,7 +71,7 @@ impl LakeTables {
         }
     }
 
-    /// The batch high-water mark recorded in a views table (SPEC §4.3), if any.
+    /// The batch high-water mark recorded in a views table (docs/contract.md §4.3), if any.
     pub async fn hwm(table: &DeltaTable, name: &str) -> DfResult<Option<TimestampMs>> {
         fjord_batch::commit::txn_version(table, name, HWM_APP_ID)
             .await
@@ -95,7 +95,7 @@ async fn delta_provider(
 }
 
 /// `plan` with the columns of `want`, cast where the Delta scan's types differ (it reads strings as
-/// `Utf8View`; SQL sees the SPEC schemas).
+/// `Utf8View`; SQL sees the schemas of docs/contract.md §6).
 fn conform(plan: LogicalPlanBuilder, want: &SchemaRef) -> DfResult<LogicalPlanBuilder> {
     let have = plan.schema().clone();
     let exprs: Vec<Expr> = want
@@ -196,7 +196,7 @@ impl TableProvider for LakeTable {
     }
 }
 
-/// `occupancy_1m` or `occupancy_10m` as SQL sees it: the Lambda merge of SPEC §4.3.
+/// `occupancy_1m` or `occupancy_10m` as SQL sees it: the Lambda merge of docs/contract.md §4.3.
 #[derive(Debug)]
 pub struct MergedOccupancy {
     tables: Arc<LakeTables>,

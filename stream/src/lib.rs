@@ -1,4 +1,4 @@
-//! `fjord-stream`: the speed layer (SPEC §4.1, §4.2).
+//! `fjord-stream`: the speed layer (docs/contract.md §4.1, §4.2).
 //!
 //! * [`watermark`] — per-partition event-time watermarks with idle advance.
 //! * [`partition`] — one input partition's processing: decode, lateness, occupancy, checkpoints.

@@ -78,7 +78,7 @@ pub fn record(topics: &Topics, output: Output) -> OutRecord {
     }
 }
 
-/// A closed window: key `lot_id`, value the columns of SPEC §4.1.
+/// A closed window: key `lot_id`, value the columns of docs/contract.md §4.1.
 pub fn window_record(topics: &Topics, w: &OccupancyWindow) -> OutRecord {
     OutRecord {
         topic: topics.occupancy.clone(),
@@ -93,7 +93,7 @@ pub fn window_record(topics: &Topics, w: &OccupancyWindow) -> OutRecord {
 }
 
 /// An alert state change: key the alert key (so one alert's changes stay in order in one
-/// partition), value the webhook body of SPEC §5.
+/// partition), value the webhook body of docs/contract.md §5.
 pub fn alert_record(topics: &Topics, a: &Alert) -> OutRecord {
     OutRecord {
         topic: topics.alerts.clone(),

@@ -1,4 +1,4 @@
-//! Event-time watermarks with idle advance (SPEC §4.2), per input partition. Pure logic.
+//! Event-time watermarks with idle advance (docs/contract.md §4.2), per input partition. Pure logic.
 //!
 //! The watermark is the largest event time seen minus the allowed out-of-orderness. When the
 //! partition has had no record for `idle_after` of wall-clock time, the watermark follows the wall

@@ -202,7 +202,7 @@ async fn lot_full_fires_once_and_resolves_once_whatever_the_readings_in_between(
         "resolves on the reading that reaches 0.8"
     );
     assert_eq!(resolved.started_at, fired.event_time);
-    // the webhook got both, in order, with the SPEC headers
+    // the webhook got both, in order, with the headers of docs/contract.md §5
     let got = receiver
         .wait_for(Duration::from_secs(30), |r| r.len() >= 2)
         .await;

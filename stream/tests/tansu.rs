@@ -1,5 +1,5 @@
 //! The stream processor against a real Kafka-protocol broker (tansu, at least once): a generated
-//! day of readings for several lots gives exactly the windows of the SPEC §4.1 reference.
+//! day of readings for several lots gives exactly the windows of the docs/contract.md §4.1 reference.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! The batch views of one UTC day (SPEC §4.1), with the shared [`LotEngine`]: each lot starts the
+//! The batch views of one UTC day (docs/contract.md §4.1), with the shared [`LotEngine`]: each lot starts the
 //! day with the state its spaces carried over midnight and ends it with the state it carries into
 //! the next day. Pure.
 
@@ -147,7 +147,7 @@ mod tests {
         }
     }
 
-    /// Day by day with carried state must equal one pass of the SPEC reference over all days.
+    /// Day by day with carried state must equal one pass of the reference of docs/contract.md §4.1 over all days.
     fn check_against_reference(readings: &[DayReading], days: i32, registered: bool) {
         let cap = |lot: &str| (registered && lot == "L1").then_some(4);
         let mut carried = Vec::new();

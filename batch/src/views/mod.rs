@@ -1,6 +1,6 @@
 //! `fjord batch views`: recomputes the views tables `occupancy_<size>` — one per configured
 //! `stream.windows` size, `occupancy_1m` and `occupancy_10m` by default — for the dates whose
-//! readings changed since the last run, and records the batch high-water mark (SPEC §4.1, §4.3).
+//! readings changed since the last run, and records the batch high-water mark (docs/contract.md §4.1, §4.3).
 //! A size added to the config later gets its table computed from the first date on.
 //!
 //! Bookkeeping lives in the views tables themselves, as Delta application transactions committed

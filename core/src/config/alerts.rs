@@ -1,4 +1,4 @@
-//! `[alerts]`: the built-in rules of SPEC §5 with their thresholds, user rules
+//! `[alerts]`: the built-in rules of docs/contract.md §5 with their thresholds, user rules
 //! (`[[alerts.rules]]`), webhooks (`[[alerts.webhooks]]`) and how they are delivered
 //! (`[alerts.delivery]`).
 //!
@@ -44,7 +44,7 @@ pub const READING_COLUMNS: &[(&str, Type)] = &[
 /// per space (unless `per` says otherwise), other reading rules per lot.
 pub const SPACE_COLUMNS: &[&str] = &["space_id", "occupied", "battery", "ts_source"];
 
-/// Columns a `on = "window"` rule can use: the closed window (SPEC §4.1) and its lot.
+/// Columns a `on = "window"` rule can use: the closed window (docs/contract.md §4.1) and its lot.
 pub const WINDOW_COLUMNS: &[(&str, Type)] = &[
     ("lot_id", Type::Text),
     ("zone", Type::Text),

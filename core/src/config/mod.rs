@@ -37,7 +37,7 @@ pub struct Config {
     pub kafka: KafkaConfig,
     /// MQTT client settings (the bridge and the simulator).
     pub mqtt: MqttConfig,
-    /// Topic mapping rules (SPEC §3.3); the first rule that matches a message wins.
+    /// Topic mapping rules (docs/contract.md §3.3); the first rule that matches a message wins.
     pub mapping: Vec<MappingRule>,
     /// How readings are decoded.
     pub readings: ReadingsConfig,
@@ -51,7 +51,7 @@ pub struct Config {
     pub lake: LakeConfig,
     /// The batch layer.
     pub batch: BatchConfig,
-    /// Alert rules and webhooks (SPEC §5).
+    /// Alert rules and webhooks (docs/contract.md §5).
     pub alerts: AlertsConfig,
     /// Listen addresses of the query server.
     pub serve: ServeConfig,
@@ -61,7 +61,7 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Users of the embedded MQTT broker and of HTTP ingest, with what they may publish.
     pub credentials: Vec<Credential>,
-    /// The lots registry (SPEC §3.4), inline.
+    /// The lots registry (docs/contract.md §3.4), inline.
     pub lots: Vec<LotRecord>,
 }
 

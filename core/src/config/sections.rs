@@ -202,7 +202,7 @@ impl MqttConfig {
     }
 }
 
-/// `[[mapping]]`: one topic mapping rule (SPEC §3.3).
+/// `[[mapping]]`: one topic mapping rule (docs/contract.md §3.3).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MappingRule {
@@ -215,7 +215,7 @@ pub struct MappingRule {
 }
 
 impl MappingRule {
-    /// The rules used when the config has no `[[mapping]]`: SPEC §3.1's layout.
+    /// The rules used when the config has no `[[mapping]]`: docs/contract.md §3.1's layout.
     pub fn defaults() -> Vec<MappingRule> {
         vec![
             MappingRule {
@@ -420,7 +420,7 @@ impl LakeConfig {
     }
 }
 
-/// `[batch]`: the batch layer (SPEC §6).
+/// `[batch]`: the batch layer (docs/contract.md §6).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchConfig {

@@ -1,4 +1,4 @@
-//! Decoding a raw device message into a [`Reading`], exactly as SPEC §3.1 says.
+//! Decoding a raw device message into a [`Reading`], exactly as docs/contract.md §3.1 says.
 //!
 //! Input: the lot and space ids taken from the MQTT topic, the payload bytes, the content type (the
 //! MQTT 5 property or the `fjord-content-type` header, if any) and the receive time. The payload is
@@ -23,7 +23,7 @@ use crate::time::{TimestampMs, format_rfc3339_ms};
 /// clock is unset or that send seconds instead of milliseconds.
 pub const MIN_TS: TimestampMs = 946_684_800_000;
 
-/// The two payload encodings of SPEC §3.1.
+/// The two payload encodings of docs/contract.md §3.1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PayloadFormat {
     /// A JSON object.
@@ -288,7 +288,7 @@ pub fn valid_id(field: &'static str, id: &str) -> Result<(), DecodeError> {
     }
 }
 
-/// Decodes one message into a [`Reading`] (SPEC §3.1).
+/// Decodes one message into a [`Reading`] (docs/contract.md §3.1).
 pub fn decode_reading(msg: &RawMessage<'_>, opts: &DecodeOptions) -> Result<Reading, DecodeError> {
     if msg.lot_id.is_empty() {
         return Err(DecodeError::EmptyTopicId("lot_id"));

@@ -1,4 +1,4 @@
-//! Decoding a record of `fjord.readings` (SPEC §3.2) back into a [`Reading`]: the lot and space come
+//! Decoding a record of `fjord.readings` (docs/contract.md §3.2) back into a [`Reading`]: the lot and space come
 //! from the `fjord-mqtt-topic` header through the `[[mapping]]` rules, the receive time from
 //! `fjord-received-at`, the content type from `fjord-content-type`. Shared by the stream processor
 //! and the batch layer, so both read exactly the same readings out of the same records.

@@ -1,4 +1,4 @@
-//! Every rule of SPEC §3.1, in JSON and in CBOR.
+//! Every rule of docs/contract.md §3.1, in JSON and in CBOR.
 
 use proptest::prelude::*;
 use serde_json::json;

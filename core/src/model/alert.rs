@@ -1,4 +1,4 @@
-//! An alert state change (SPEC §5): the value of a `fjord.alerts` record, the body of a webhook
+//! An alert state change (docs/contract.md §5): the value of a `fjord.alerts` record, the body of a webhook
 //! delivery and a row of the `alerts` table.
 
 use std::collections::BTreeMap;
@@ -32,7 +32,7 @@ pub enum Severity {
     Critical,
 }
 
-/// One alert state change, exactly the webhook body of SPEC §5.
+/// One alert state change, exactly the webhook body of docs/contract.md §5.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
     /// Unique id of this state change; also the `X-Fjord-Delivery` idempotency key.

@@ -1,4 +1,4 @@
-//! One closed occupancy window of one lot (SPEC §4.1), the value of a `fjord.occupancy` record and a
+//! One closed occupancy window of one lot (docs/contract.md §4.1), the value of a `fjord.occupancy` record and a
 //! row of the `occupancy_1m` / `occupancy_10m` tables.
 
 use serde::{Deserialize, Serialize};

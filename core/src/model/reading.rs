@@ -1,4 +1,4 @@
-//! A sensor reading: one space's state at one event time (SPEC §3.1).
+//! A sensor reading: one space's state at one event time (docs/contract.md §3.1).
 
 use serde::{Deserialize, Serialize};
 
@@ -25,7 +25,7 @@ impl TsSource {
 }
 
 /// One decoded reading. Two readings with the same (`space_id`, `ts`) are the same reading
-/// (SPEC §4.1): duplicates from at-least-once delivery are dropped by that key downstream.
+/// (docs/contract.md §4.1): duplicates from at-least-once delivery are dropped by that key downstream.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reading {
     /// Parking lot, from the MQTT topic.

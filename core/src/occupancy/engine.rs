@@ -1,4 +1,4 @@
-//! The occupancy engine of one lot: readings in, closed windows out (SPEC §4.1). Pure and exact.
+//! The occupancy engine of one lot: readings in, closed windows out (docs/contract.md §4.1). Pure and exact.
 //!
 //! Readings wait in `pending` (a set keyed by (`ts`, space), so a duplicate is one reading) until
 //! the caller moves the *frontier*: the time before which no further reading will be accepted.

@@ -1,4 +1,4 @@
-//! Occupancy aggregates (SPEC §4.1): the incremental [`LotEngine`] that both the stream processor
+//! Occupancy aggregates (docs/contract.md §4.1): the incremental [`LotEngine`] that both the stream processor
 //! and the batch views run, and [`reference`], a direct recomputation that tests hold it to.
 
 mod engine;

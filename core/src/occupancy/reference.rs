@@ -1,4 +1,4 @@
-//! A direct, deliberately simple recomputation of SPEC §4.1 from a complete list of readings: the
+//! A direct, deliberately simple recomputation of docs/contract.md §4.1 from a complete list of readings: the
 //! executable definition that the incremental engine, the stream processor and the batch views are
 //! tested against. Quadratic and unoptimised on purpose; not for production use.
 

@@ -1,4 +1,4 @@
-//! `fjord serve`'s HTTP interface (SPEC §7):
+//! `fjord serve`'s HTTP interface (docs/contract.md §7):
 //!
 //! | route | auth | answers |
 //! |---|---|---|

@@ -1,4 +1,4 @@
-//! The speed layer as the serving layer holds it (SPEC §4.3, §7): the windows of `fjord.occupancy`
+//! The speed layer as the serving layer holds it (docs/contract.md §4.3, §7): the windows of `fjord.occupancy`
 //! that the batch views do not cover yet, the current occupancy per lot from the compacted live
 //! topic, and each space's digital twin (`spaces_live`) from the compacted `spaces-live` topic.
 //!

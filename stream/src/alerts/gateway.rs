@@ -1,4 +1,4 @@
-//! `gateway_offline` (SPEC §5): the state of one partition of `fjord.presence`. A gateway's last
+//! `gateway_offline` (docs/contract.md §5): the state of one partition of `fjord.presence`. A gateway's last
 //! will (`offline`) fires, its next `online` resolves. Checkpointed like the readings partitions,
 //! in the changelog partition `p mod n` under keys `presence/<p>/…`.
 

@@ -1,4 +1,4 @@
-//! The alerts of one lot, evaluated per event (SPEC §5): on each accepted reading (`lot_full`,
+//! The alerts of one lot, evaluated per event (docs/contract.md §5): on each accepted reading (`lot_full`,
 //! `battery_low`, the end of a `sensor_silent`, reading rules), on each closed window (window
 //! rules) and when the watermark moves (`sensor_silent`, `for` durations, repeats). Part of the
 //! lot's checkpoint, so a restart neither loses nor repeats a state change.

@@ -1,4 +1,4 @@
-//! Alerts (SPEC §5): rules evaluated per event inside the stream processor, each alert a small
+//! Alerts (docs/contract.md §5): rules evaluated per event inside the stream processor, each alert a small
 //! state machine that lives in the processor's checkpointed state, every state change an
 //! [`Alert`](fjord_core::model::Alert) record of `fjord.alerts` written in the same commit as the
 //! windows and the state.

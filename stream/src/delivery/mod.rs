@@ -1,4 +1,4 @@
-//! Webhook delivery of `fjord.alerts` (SPEC §5): `fjord stream` runs it next to the processor,
+//! Webhook delivery of `fjord.alerts` (docs/contract.md §5): `fjord stream` runs it next to the processor,
 //! `fjord stream --only-deliver` alone.
 //!
 //! Each webhook has its own consumer group (`<alerts.delivery.group_id>-<name>`) reading
@@ -298,7 +298,7 @@ fn commit(
     }
 }
 
-/// Whether an HTTP status is worth retrying (SPEC §5).
+/// Whether an HTTP status is worth retrying (docs/contract.md §5).
 pub fn retryable(status: u16) -> bool {
     status == 408 || status == 429 || (500..=599).contains(&status)
 }

@@ -1,4 +1,4 @@
-//! The webhook signature of SPEC §5: `X-Fjord-Signature: sha256=<hex HMAC-SHA256 of
+//! The webhook signature of docs/contract.md §5: `X-Fjord-Signature: sha256=<hex HMAC-SHA256 of
 //! "<timestamp>.<body>" with the webhook secret>`, the scheme of Stripe and GitHub webhooks. The
 //! timestamp in the signed text lets a receiver refuse replays of old deliveries.
 

@@ -1,4 +1,4 @@
-//! Each space's digital twin as the stream processor keeps it (SPEC §7 `spaces_live`): occupied by
+//! Each space's digital twin as the stream processor keeps it (docs/contract.md §7 `spaces_live`): occupied by
 //! its newest reading, since when, its battery and when it was last seen. Twins are part of their
 //! lot's checkpoint, so a restart or a replay continues them exactly; the ones that changed since
 //! the last commit are published to the compacted `spaces-live` topic, which the serving layer
