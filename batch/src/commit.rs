@@ -86,15 +86,7 @@ pub async fn append(
 }
 
 /// The version of application transaction `app_id` in `table`'s current snapshot.
-pub async fn txn_version(table: &DeltaTable, name: &str, app_id: &str) -> Result<Option<i64>> {
-    let Ok(snapshot) = table.snapshot() else {
-        return Ok(None);
-    };
-    snapshot
-        .transaction_version(table.log_store().as_ref(), app_id)
-        .await
-        .map_err(|e| Error::delta(name, e))
-}
+pub use fjord_lake::hwm::txn_version;
 
 /// Deduplicates `rows` against each other and against the keys already in `readings` on the
 /// dates they touch, then appends the rest with `txns` in one commit. Returns the rows landed,

@@ -57,26 +57,7 @@ pub enum Error {
 impl Error {
     /// Wraps a delta-rs error for `table`, telling conflicts apart.
     pub fn delta(table: &str, source: deltalake::DeltaTableError) -> Self {
-        use deltalake::DeltaTableError as D;
-        use deltalake::kernel::transaction::TransactionError as T;
-        let conflict = match &source {
-            D::Transaction { source: t } => matches!(
-                t,
-                T::CommitConflict(_) | T::MaxCommitAttempts(_) | T::VersionAlreadyExists(_)
-            ),
-            D::VersionAlreadyExists(_) => true,
-            _ => false,
-        };
-        if conflict {
-            return Error::Conflict {
-                table: table.into(),
-                detail: source.to_string(),
-            };
-        }
-        Error::Delta {
-            table: table.into(),
-            source,
-        }
+        fjord_lake::Error::delta(table, source).into()
     }
 
     /// Wraps a DataFusion error for `table`.
@@ -84,6 +65,17 @@ impl Error {
         Error::Query {
             table: table.into(),
             source,
+        }
+    }
+}
+
+impl From<fjord_lake::Error> for Error {
+    fn from(e: fjord_lake::Error) -> Self {
+        match e {
+            fjord_lake::Error::Config(m) => Error::Config(m),
+            fjord_lake::Error::Delta { table, source } => Error::Delta { table, source },
+            fjord_lake::Error::Conflict { table, detail } => Error::Conflict { table, detail },
+            fjord_lake::Error::Input { path, reason } => Error::Input { path, reason },
         }
     }
 }

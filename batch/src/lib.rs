@@ -9,7 +9,8 @@
 //! * [`vacuum`] deletes unreferenced files; [`import`] backfills from JSON-lines/CSV files;
 //! * [`run`] runs jobs once or on a [`schedule`].
 //!
-//! Every table lives under one object-store URL ([`lake`]), local or S3.
+//! Every table lives under one object-store URL ([`lake`], from `fjord-lake`, which the serving
+//! layer reads through), local or S3.
 
 pub mod alerts;
 pub mod commit;
@@ -19,16 +20,18 @@ pub mod error;
 pub mod fault;
 pub mod import;
 pub mod ingest;
-pub mod lake;
 pub mod offsets;
 pub mod query;
-pub mod rows;
 pub mod run;
 pub mod schedule;
 pub mod vacuum;
 pub mod views;
 
 pub use error::{Error, Result};
-pub use lake::{Lake, Table};
+/// The lake's row encoders, from the crate both layers share.
+pub use fjord_lake::rows;
+/// The lake's tables and its Delta store, from the crate both layers share.
+pub use fjord_lake::tables as lake;
+pub use fjord_lake::{Lake, Table};
 pub use run::{BatchMetrics, Job, Summary, run_once, run_scheduled};
 pub use schedule::{Cron, Schedule};

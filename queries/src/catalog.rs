@@ -17,9 +17,9 @@ use datafusion::datasource::MemTable;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use fjord_batch::{Lake, Table};
 use fjord_core::config::Config;
 use fjord_core::lots::LotsRegistry;
+use fjord_lake::{Lake, Table};
 
 use crate::runtime::QueryRuntime;
 use crate::speed::Speed;
@@ -76,7 +76,7 @@ impl Catalog {
         for t in [Table::Readings, Table::Alerts, Table::Quarantine] {
             ctx.register_table(t.name(), Arc::new(LakeTable::new(tables.clone(), t)))?;
         }
-        for t in fjord_batch::lake::views_tables(cfg) {
+        for t in fjord_lake::tables::views_tables(cfg) {
             let Table::Occupancy(size) = t else { continue };
             let merged = MergedOccupancy::new(tables.clone(), t, size, speed.clone());
             ctx.register_table(t.name(), Arc::new(merged))?;

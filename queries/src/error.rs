@@ -24,9 +24,9 @@ pub enum Error {
     /// An output format fjord does not write.
     #[error("unknown format {0:?}: use table, csv or json")]
     Format(String),
-    /// The lake or the registry could not be read.
+    /// The lake could not be read.
     #[error(transparent)]
-    Batch(Box<fjord_batch::Error>),
+    Lake(Box<fjord_lake::Error>),
     /// An error of the shared core.
     #[error(transparent)]
     Core(#[from] fjord_core::Error),
@@ -44,8 +44,8 @@ impl From<arrow::error::ArrowError> for Error {
     }
 }
 
-impl From<fjord_batch::Error> for Error {
-    fn from(e: fjord_batch::Error) -> Self {
-        Error::Batch(Box::new(e))
+impl From<fjord_lake::Error> for Error {
+    fn from(e: fjord_lake::Error) -> Self {
+        Error::Lake(Box::new(e))
     }
 }

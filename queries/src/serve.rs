@@ -57,8 +57,8 @@ pub async fn start(
 ) -> Result<Server> {
     let speed = Speed::new();
     let stop = Arc::new(AtomicBool::new(false));
-    let lake = fjord_batch::Lake::new(&cfg.lake_url(), &cfg.lake.storage_options)?;
-    let views = fjord_batch::lake::views_tables(cfg);
+    let lake = fjord_lake::Lake::new(&cfg.lake_url(), &cfg.lake.storage_options)?;
+    let views = fjord_lake::tables::views_tables(cfg);
     // a slow or unreachable object store must not hold up the start: then read every window
     let batch_hwm = tokio::time::timeout(
         std::time::Duration::from_secs(5),

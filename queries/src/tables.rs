@@ -25,9 +25,9 @@ use datafusion::logical_expr::{
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use deltalake::DeltaTable;
-use fjord_batch::views::HWM_APP_ID;
-use fjord_batch::{Lake, Table};
 use fjord_core::time::TimestampMs;
+use fjord_lake::hwm::HWM_APP_ID;
+use fjord_lake::{Lake, Table};
 
 use crate::speed::Speed;
 
@@ -73,7 +73,7 @@ impl LakeTables {
 
     /// The batch high-water mark recorded in a views table (docs/contract.md §4.3), if any.
     pub async fn hwm(table: &DeltaTable, name: &str) -> DfResult<Option<TimestampMs>> {
-        fjord_batch::commit::txn_version(table, name, HWM_APP_ID)
+        fjord_lake::hwm::txn_version(table, name, HWM_APP_ID)
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))
     }
@@ -263,7 +263,7 @@ impl TableProvider for MergedOccupancy {
         let rows = self.speed.read(|s| s.windows_after(size, hwm));
         let speed = MemTable::try_new(
             self.schema(),
-            vec![vec![fjord_batch::rows::occupancy_batch(&rows)]],
+            vec![vec![fjord_lake::rows::occupancy_batch(&rows)]],
         )?;
         let speed = LogicalPlanBuilder::scan("speed", provider_as_source(Arc::new(speed)), None)?
             .build()?;

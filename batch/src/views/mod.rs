@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMicrosecondType};
+use arrow::datatypes::TimestampMicrosecondType;
 use deltalake::DeltaTable;
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
@@ -37,7 +37,7 @@ use compute::{DayReading, SpaceEnd, compute_day};
 /// Application id of the `readings` version the views reflect.
 pub const READINGS_VERSION_APP_ID: &str = "fjord:views:readings-version";
 /// Application id of the batch high-water mark (epoch ms).
-pub const HWM_APP_ID: &str = "fjord:views:hwm";
+pub use fjord_lake::hwm::HWM_APP_ID;
 /// Days written per commit of the views tables.
 const DAYS_PER_COMMIT: i32 = 7;
 
@@ -56,20 +56,8 @@ pub struct ViewsSummary {
     pub readings_version: Option<i64>,
 }
 
-static STATE_SCHEMA: std::sync::LazyLock<SchemaRef> = std::sync::LazyLock::new(|| {
-    Arc::new(Schema::new(vec![
-        Field::new("lot_id", DataType::Utf8, false),
-        Field::new("space_id", DataType::Utf8, false),
-        Field::new("ts", fjord_core::schema::timestamp_type(), false),
-        Field::new("occupied", DataType::Boolean, false),
-        Field::new("date", DataType::Date32, false),
-    ]))
-});
-
 /// Schema of `_space_state`: each space's last reading as of the end of `date`.
-pub fn state_schema() -> SchemaRef {
-    STATE_SCHEMA.clone()
-}
+pub use fjord_lake::tables::state_schema;
 
 /// The batch high-water mark for landed readings up to `max_ts`: everything at least the
 /// out-of-orderness bound plus the allowed lateness older, never in the wall-clock future,

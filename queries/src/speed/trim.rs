@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fjord_batch::{Lake, Table};
+use fjord_lake::{Lake, Table};
 
 use super::Speed;
 use crate::tables::LakeTables;

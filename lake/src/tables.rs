@@ -48,9 +48,25 @@ impl Table {
             Table::Quarantine => fjord_core::schema::quarantine(),
             Table::Alerts => fjord_core::schema::alerts(),
             Table::Occupancy(_) => fjord_core::schema::occupancy(),
-            Table::SpaceState => crate::views::state_schema(),
+            Table::SpaceState => state_schema(),
         }
     }
+}
+
+static STATE_SCHEMA: std::sync::LazyLock<SchemaRef> = std::sync::LazyLock::new(|| {
+    use arrow::datatypes::{DataType, Field, Schema};
+    std::sync::Arc::new(Schema::new(vec![
+        Field::new("lot_id", DataType::Utf8, false),
+        Field::new("space_id", DataType::Utf8, false),
+        Field::new("ts", fjord_core::schema::timestamp_type(), false),
+        Field::new("occupied", DataType::Boolean, false),
+        Field::new("date", DataType::Date32, false),
+    ]))
+});
+
+/// Schema of `_space_state`: each space's last reading as of the end of `date`.
+pub fn state_schema() -> SchemaRef {
+    STATE_SCHEMA.clone()
 }
 
 /// The views tables of the configured window sizes, in the order configured.
