@@ -72,7 +72,7 @@ pub fn batch(config: Config, args: BatchArgs) -> anyhow::Result<ExitCode> {
                 }
             },
             Some(schedule) => {
-                let shutdown = crate::commands::shutdown_signal()?;
+                let shutdown = crate::lifecycle::shutdown_signal()?;
                 let metrics = Metrics::new();
                 let batch_metrics = BatchMetrics::new(&metrics)?;
                 if let Some(listen) = config.batch.metrics_listen {

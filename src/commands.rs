@@ -12,9 +12,9 @@ use fjord_ingest::http::HttpIngest;
 use fjord_ingest::metrics::IngestMetrics;
 use fjord_ingest::simulate::model::{Faults, SimLot};
 use fjord_ingest::simulate::{self, SimulateOptions};
-use tokio::sync::watch;
 
 use crate::cli::{DemoArgs, SimulateArgs};
+use crate::lifecycle::{run_stream, shutdown_signal};
 
 /// Loads the config (file + environment); prints every problem and returns `None` when invalid.
 fn load(path: Option<&Path>) -> Option<Config> {
@@ -31,22 +31,6 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
-}
-
-/// A watch that turns true on Ctrl-C or SIGTERM.
-pub fn shutdown_signal() -> anyhow::Result<watch::Receiver<bool>> {
-    let (tx, rx) = watch::channel(false);
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot listen for SIGTERM")?;
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        tracing::info!("shutdown requested");
-        let _ = tx.send(true);
-    });
-    Ok(rx)
 }
 
 /// `fjord demo`
@@ -152,26 +136,6 @@ pub fn stream(path: Option<&Path>, args: &crate::cli::StreamArgs) -> anyhow::Res
     })
 }
 
-/// Runs the stream processor on a blocking thread until `shutdown` turns true.
-pub async fn run_stream(
-    config: Config,
-    metrics: fjord_stream::metrics::StreamMetrics,
-    mut shutdown: watch::Receiver<bool>,
-    options: fjord_stream::runtime::RunOptions,
-) -> anyhow::Result<fjord_stream::runtime::Summary> {
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = stop.clone();
-    tokio::spawn(async move {
-        let _ = shutdown.wait_for(|s| *s).await;
-        flag.store(true, std::sync::atomic::Ordering::Relaxed);
-    });
-    let summary = tokio::task::spawn_blocking(move || {
-        fjord_stream::runtime::run(&config, metrics, stop, options)
-    })
-    .await??;
-    Ok(summary)
-}
-
 /// The lots to simulate: `--lots`/`--spaces`, else the registry, else 3 lots of 40 spaces.
 pub fn sim_lots(
     config: &Config,
@@ -275,7 +239,7 @@ pub fn sql(path: Option<&Path>, args: &crate::cli::SqlArgs) -> anyhow::Result<Ex
             return Ok(ExitCode::from(2));
         }
     };
-    let result = runtime()?.block_on(fjord_queries::catalog::query(&config, &args.query));
+    let result = runtime()?.block_on(fjord_queries::exec::query(&config, &args.query));
     match result.and_then(|batches| fjord_queries::format::write(&batches, format)) {
         Ok(text) => {
             println!("{text}");
@@ -296,7 +260,7 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<ExitCode> {
     telemetry::init_tracing(&config.log)?;
     let (token, generated) = match &config.auth.token {
         Some(t) => (t.clone(), false),
-        None => (crate::demo::generate_token(), true),
+        None => (crate::lifecycle::generate_token(), true),
     };
     runtime()?.block_on(async {
         let metrics = Metrics::new();

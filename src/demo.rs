@@ -29,7 +29,7 @@ use rdkafka::mocking::MockCluster;
 use serde::Serialize;
 
 use crate::cli::DemoArgs;
-use crate::commands::shutdown_signal;
+use crate::lifecycle::shutdown_signal;
 
 /// The user name every demo interface accepts, with the auth token as password.
 const DEMO_USER: &str = "fjord";
@@ -114,7 +114,7 @@ pub async fn run(args: DemoArgs, mut config: Config, metrics: Metrics) -> anyhow
         .auth_token
         .clone()
         .or_else(|| config.auth.token.clone())
-        .unwrap_or_else(generate_token);
+        .unwrap_or_else(crate::lifecycle::generate_token);
     if let Some(problem) = fjord_core::config::AuthConfig::token_problem(&token) {
         bail!("--auth-token {problem}");
     }
@@ -238,7 +238,7 @@ pub async fn run(args: DemoArgs, mut config: Config, metrics: Metrics) -> anyhow
             // the embedded cluster lets a closing consumer go only after its session timeout
             session_timeout: args.kafka.is_none().then(|| Duration::from_secs(6)),
         };
-        tokio::spawn(crate::commands::run_stream(
+        tokio::spawn(crate::lifecycle::run_stream(
             config.clone(),
             metrics,
             shutdown.clone(),
@@ -476,15 +476,6 @@ fn simulated_lots(lots: &LotsRegistry) -> Vec<SimLot> {
             lot_id: l.lot_id.clone(),
             spaces: l.capacity,
         })
-        .collect()
-}
-
-/// A random 24-character alphanumeric token.
-pub fn generate_token() -> String {
-    rand::rng()
-        .sample_iter(rand::distr::Alphanumeric)
-        .take(24)
-        .map(char::from)
         .collect()
 }
 

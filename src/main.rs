@@ -6,6 +6,7 @@ mod commands;
 mod config_cmd;
 mod demo;
 mod demo_tls;
+mod lifecycle;
 
 use std::process::ExitCode;
 

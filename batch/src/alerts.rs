@@ -22,8 +22,8 @@ use rdkafka::message::BorrowedMessage;
 
 use crate::commit;
 use crate::error::Result;
-use crate::ingest::{Decode, Resume, land_quarantine, moved, next_chunk, offset_txns, resume};
 use crate::lake::{Lake, Table};
+use crate::landing::{Decode, Resume, land_quarantine, moved, next_chunk, offset_txns, resume};
 use crate::query;
 use crate::rows::{Origin, QuarantineRow};
 
@@ -90,7 +90,7 @@ impl Decode for AlertDecoder {
 pub async fn ingest_alerts(cfg: &Config, lake: &Lake) -> Result<AlertsSummary> {
     let topic = Topics::new(&cfg.kafka).alerts;
     let timeout = cfg.batch.kafka_timeout.std();
-    let consumer = crate::ingest::reader(cfg)?;
+    let consumer = crate::landing::reader(cfg)?;
     let mut alerts = lake.open(Table::Alerts).await?;
     let mut quarantine = lake.open(Table::Quarantine).await?;
     let Resume {

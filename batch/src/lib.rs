@@ -20,6 +20,7 @@ pub mod error;
 pub mod fault;
 pub mod import;
 pub mod ingest;
+pub mod landing;
 pub mod offsets;
 pub mod query;
 pub mod run;

@@ -188,23 +188,3 @@ pub async fn ensure_topics(cfg: &KafkaConfig, names: &[&str], partitions: i32) -
     }
     Ok(())
 }
-
-/// The fjord headers of a `fjord.readings` record, as the decoder wants them.
-pub fn record_headers<'a>(
-    headers: Option<&'a rdkafka::message::BorrowedHeaders>,
-) -> crate::decode::record::RecordHeaders<'a> {
-    use rdkafka::message::Headers;
-    let mut out = crate::decode::record::RecordHeaders::default();
-    if let Some(hs) = headers {
-        for h in hs.iter() {
-            let text = h.value.and_then(|v| std::str::from_utf8(v).ok());
-            match h.key {
-                HEADER_MQTT_TOPIC => out.mqtt_topic = text,
-                HEADER_RECEIVED_AT => out.received_at = text,
-                HEADER_CONTENT_TYPE => out.content_type = text,
-                _ => {}
-            }
-        }
-    }
-    out
-}

@@ -30,7 +30,7 @@ use crate::{Error, Result};
 #[derive(Clone)]
 pub struct Catalog {
     ctx: SessionContext,
-    limits: crate::exec::Limits,
+    limits: crate::limits::Limits,
     runtime: Arc<QueryRuntime>,
 }
 
@@ -46,7 +46,7 @@ impl Catalog {
     /// The catalog of `cfg`'s lake and registry, with `speed` as the speed layer (an empty one
     /// for `fjord sql`).
     pub fn open(cfg: &Config, speed: Arc<Speed>) -> Result<Self> {
-        let limits = crate::exec::Limits::from_config(&cfg.serve);
+        let limits = crate::limits::Limits::from_config(&cfg.serve);
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(limits.memory_bytes, 1.0)
             .with_disk_manager_builder(
@@ -107,7 +107,7 @@ impl Catalog {
     }
 
     /// The per-query limits.
-    pub fn limits(&self) -> crate::exec::Limits {
+    pub fn limits(&self) -> crate::limits::Limits {
         self.limits
     }
 }
@@ -139,11 +139,4 @@ pub fn lots_batch(lots: &LotsRegistry) -> RecordBatch {
     ];
     RecordBatch::try_new(fjord_core::schema::lots(), columns)
         .unwrap_or_else(|e| unreachable!("lots batch does not match its schema: {e}"))
-}
-
-/// Runs one read-only query against the lake (the speed layer empty: `fjord sql`) and collects the
-/// result, within the `[serve]` limits.
-pub async fn query(cfg: &Config, sql: &str) -> Result<Vec<RecordBatch>> {
-    let catalog = Catalog::open(cfg, Speed::new())?;
-    crate::exec::collect(&catalog, sql).await
 }

@@ -4,107 +4,20 @@
 //! limit. Hitting one ends that query with [`Error::Limit`] naming the limit and its config key;
 //! other queries go on. Everything runs on the query threads ([`crate::runtime`]).
 
-use std::pin::Pin;
-use std::time::Duration;
-
 use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use datafusion::dataframe::DataFrame;
-use datafusion::error::DataFusionError;
 use datafusion::physical_plan::SendableRecordBatchStream;
-use fjord_core::config::ServeConfig;
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use tokio::time::Instant;
 
 use crate::catalog::Catalog;
 use crate::{Error, Result};
 
-/// The per-query limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Longest a query may take, its result included.
-    pub timeout: Duration,
-    /// Memory all running queries may hold together.
-    pub memory_bytes: usize,
-    /// Most rows one query may return.
-    pub max_rows: u64,
-    /// Most bytes (Arrow data) one query may return.
-    pub max_result_bytes: u64,
-    /// How large a statement may be.
-    pub sql: crate::guard::Shape,
-}
+pub use crate::limits::Limits;
 
-impl Limits {
-    /// The limits of `[serve]`.
-    pub fn from_config(cfg: &ServeConfig) -> Self {
-        Self {
-            timeout: cfg.query_timeout.std(),
-            memory_bytes: usize::try_from(cfg.query_memory_mb.saturating_mul(1024 * 1024))
-                .unwrap_or(usize::MAX),
-            max_rows: cfg.max_result_rows,
-            max_result_bytes: cfg.max_result_mb.saturating_mul(1024 * 1024),
-            sql: crate::guard::Shape {
-                max_bytes: usize::try_from(cfg.max_sql_bytes).unwrap_or(usize::MAX),
-                max_depth: usize::try_from(cfg.max_sql_depth).unwrap_or(usize::MAX),
-            },
-        }
-    }
-
-    /// The error of a query stopped at its time limit.
-    pub fn time_error(&self) -> Error {
-        Error::Limit(format!(
-            "the query ran longer than its time limit of {} (serve.query_timeout) and was stopped",
-            fjord_core::duration::Duration::from_millis(
-                u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX)
-            )
-        ))
-    }
-
-    /// The error of a query stopped at its row limit.
-    pub fn rows_error(&self) -> Error {
-        Error::Limit(format!(
-            "the query returns more than the row limit of {} rows (serve.max_result_rows); add a LIMIT or aggregate",
-            self.max_rows
-        ))
-    }
-
-    /// The error of a query stopped at its byte limit.
-    pub fn bytes_error(&self) -> Error {
-        Error::Limit(format!(
-            "the query returns more than the result limit of {} MiB (serve.max_result_mb); add a LIMIT, select fewer columns or aggregate",
-            self.max_result_bytes / (1024 * 1024)
-        ))
-    }
-
-    /// The error for a DataFusion error: memory exhaustion names the memory limit.
-    pub fn error(&self, e: DataFusionError) -> Error {
-        if matches!(e.find_root(), DataFusionError::ResourcesExhausted(_)) {
-            self.memory_error(&e.find_root().to_string())
-        } else {
-            Error::Query(e.to_string())
-        }
-    }
-
-    /// The error for an error that reached us as text (through the Postgres wire library).
-    pub fn error_text(&self, text: &str) -> Error {
-        if text.contains("Resources exhausted") {
-            self.memory_error(text)
-        } else {
-            Error::Query(text.to_owned())
-        }
-    }
-
-    fn memory_error(&self, detail: &str) -> Error {
-        Error::Limit(format!(
-            "the query needs more memory than the limit of {} MiB (serve.query_memory_mb) and was stopped: {detail}",
-            self.memory_bytes / (1024 * 1024),
-        ))
-    }
-}
-
-/// A query's result, one batch at a time, within its limits.
-pub type Batches = Pin<Box<dyn Stream<Item = Result<RecordBatch>> + Send>>;
+pub use crate::runtime::Batches;
 
 /// Plans and starts `sql`; the stream ends with an error when a limit is hit.
 pub async fn start(catalog: &Catalog, sql: &str) -> Result<(arrow::datatypes::SchemaRef, Batches)> {
@@ -299,10 +212,17 @@ pub async fn collect(catalog: &Catalog, sql: &str) -> Result<Vec<RecordBatch>> {
     Ok(out)
 }
 
+/// Runs one read-only query against the lake (the speed layer empty: `fjord sql`) and collects the
+/// result, within the `[serve]` limits.
+pub async fn query(cfg: &fjord_core::config::Config, sql: &str) -> Result<Vec<RecordBatch>> {
+    let catalog = Catalog::open(cfg, crate::speed::Speed::new())?;
+    collect(&catalog, sql).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fjord_core::config::Config;
+    use fjord_core::config::{Config, ServeConfig};
 
     fn catalog(f: impl FnOnce(&mut ServeConfig)) -> (tempfile::TempDir, Catalog) {
         let dir = tempfile::tempdir().unwrap();

@@ -25,6 +25,7 @@ pub mod flight;
 pub mod format;
 pub mod guard;
 pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod pg;
 pub mod runtime;

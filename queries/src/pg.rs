@@ -42,7 +42,7 @@ use tokio::time::Instant;
 
 use crate::auth::{Credentials, USER};
 use crate::catalog::Catalog;
-use crate::exec::Limits;
+use crate::limits::Limits;
 use crate::metrics::{QueryMetrics, outcome};
 use crate::{Error, Result};
 

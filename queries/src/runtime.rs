@@ -19,8 +19,12 @@ use std::sync::Arc;
 use futures::{Stream, StreamExt};
 use tokio::time::Instant;
 
-use crate::exec::{Batches, Limits};
+use crate::limits::Limits;
 use crate::{Error, Result};
+
+/// A query's result, one batch at a time, within its limits.
+pub type Batches =
+    std::pin::Pin<Box<dyn futures::Stream<Item = crate::Result<arrow::array::RecordBatch>> + Send>>;
 
 /// The error of a result whose producer stopped before its end.
 fn broken() -> Error {

@@ -94,7 +94,7 @@ async fn each_analyst_query_answers_what_its_header_says() {
     let run = |name: &str| {
         let cfg = cfg.clone();
         let sql = fjord_queries::analyst::query(name).unwrap();
-        async move { rows(&fjord_queries::catalog::query(&cfg, sql).await.unwrap()) }
+        async move { rows(&fjord_queries::exec::query(&cfg, sql).await.unwrap()) }
     };
 
     // A between 08:00 and 09:00: A1 the whole hour, A2 half of it → 1.5 of 2 spaces

@@ -47,6 +47,27 @@ pub struct RecordHeaders<'a> {
     pub content_type: Option<&'a str>,
 }
 
+impl<'a> RecordHeaders<'a> {
+    /// The fjord headers of a `fjord.readings` record as Kafka delivered them.
+    pub fn from_kafka(headers: Option<&'a rdkafka::message::BorrowedHeaders>) -> Self {
+        use crate::kafka::{HEADER_CONTENT_TYPE, HEADER_MQTT_TOPIC, HEADER_RECEIVED_AT};
+        use rdkafka::message::Headers;
+        let mut out = Self::default();
+        if let Some(hs) = headers {
+            for h in hs.iter() {
+                let text = h.value.and_then(|v| std::str::from_utf8(v).ok());
+                match h.key {
+                    HEADER_MQTT_TOPIC => out.mqtt_topic = text,
+                    HEADER_RECEIVED_AT => out.received_at = text,
+                    HEADER_CONTENT_TYPE => out.content_type = text,
+                    _ => {}
+                }
+            }
+        }
+        out
+    }
+}
+
 /// Why a readings record does not decode.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RecordError {

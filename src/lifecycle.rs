@@ -1,0 +1,52 @@
+//! What the long-running commands share, `fjord demo` included: the shutdown signal, the stream
+//! processor on a blocking thread, and a generated token.
+
+use anyhow::Context;
+use fjord_core::config::Config;
+use rand::Rng;
+use tokio::sync::watch;
+
+/// A watch that turns true on Ctrl-C or SIGTERM.
+pub fn shutdown_signal() -> anyhow::Result<watch::Receiver<bool>> {
+    let (tx, rx) = watch::channel(false);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutdown requested");
+        let _ = tx.send(true);
+    });
+    Ok(rx)
+}
+
+/// Runs the stream processor on a blocking thread until `shutdown` turns true.
+pub async fn run_stream(
+    config: Config,
+    metrics: fjord_stream::metrics::StreamMetrics,
+    mut shutdown: watch::Receiver<bool>,
+    options: fjord_stream::runtime::RunOptions,
+) -> anyhow::Result<fjord_stream::runtime::Summary> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    tokio::spawn(async move {
+        let _ = shutdown.wait_for(|s| *s).await;
+        flag.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let summary = tokio::task::spawn_blocking(move || {
+        fjord_stream::runtime::run(&config, metrics, stop, options)
+    })
+    .await??;
+    Ok(summary)
+}
+
+/// A random 24-character alphanumeric token.
+pub fn generate_token() -> String {
+    rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(24)
+        .map(char::from)
+        .collect()
+}
