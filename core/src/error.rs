@@ -47,26 +47,6 @@ pub enum Error {
     /// TLS could not be set up (the message names the config key).
     #[error("TLS: {0}")]
     Tls(String),
-    /// A server binary that the test kit needs is not installed.
-    #[error("{name} is not installed (looked in {looked}); install it with: {install}")]
-    MissingBinary {
-        /// The program.
-        name: &'static str,
-        /// Where it was looked for.
-        looked: String,
-        /// The command that installs it.
-        install: &'static str,
-    },
-    /// A server started by the test kit did not become ready.
-    #[error("{name} did not start: {reason}; its log is at {}", log.display())]
-    ServerStart {
-        /// The program.
-        name: &'static str,
-        /// What went wrong.
-        reason: String,
-        /// Its log file.
-        log: PathBuf,
-    },
 }
 
 impl Error {

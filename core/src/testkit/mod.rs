@@ -12,8 +12,10 @@
 //!
 //! A missing server binary is reported with the command that installs it. Binaries are looked up in
 //! `FJORD_<NAME>` (a path), then `~/.cache/fjord-ci/tools/bin` (where `.ci/run` installs them), then
-//! `PATH` and `/usr/sbin`. Enabled by the `testkit` feature.
+//! `PATH` and `/usr/sbin`. Enabled by the `testkit` feature; its errors are its own ([`Error`]),
+//! not variants of fjord-core's.
 
+mod error;
 pub mod kafka;
 mod mosquitto;
 pub mod mqtt;
@@ -22,6 +24,7 @@ mod s3;
 mod tansu;
 mod webhook;
 
+pub use error::{Error, Result};
 pub use mosquitto::{Mosquitto, RECOMMENDED_CONFIG as MOSQUITTO_RECOMMENDED};
 pub use process::{ServerProcess, find_binary, free_port, wait_until};
 pub use s3::S3Server;

@@ -4,8 +4,8 @@ use std::fmt::Write as _;
 use std::process::Command;
 use std::time::Duration;
 
+use super::error::{Error, Result};
 use super::process::{ServerProcess, find_binary, free_port, port_open, wait_until};
-use crate::{Error, Result};
 
 /// The settings the README recommends for a mosquitto that feeds fjord: unlimited queues for
 /// persistent sessions (the default 1000 messages silently drops the rest while the bridge is away)

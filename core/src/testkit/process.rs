@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{Error, Result};
+use super::error::{Error, Result};
 
 /// A running server process, killed when dropped.
 #[derive(Debug)]

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
+use super::error::{Error, Result};
 use super::process::{ServerProcess, find_binary, free_port, port_open, wait_until};
-use crate::{Error, Result};
 
 const INSTALL: &str = "cargo install s3s-fs --version 0.14.1 --locked --features binary (or bash scripts/test-deps.sh)";
 

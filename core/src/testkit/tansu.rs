@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
+use super::error::{Error, Result};
 use super::process::{ServerProcess, find_binary, free_port, port_open, wait_until};
 use crate::config::KafkaConfig;
-use crate::{Error, Result};
 
 const INSTALL: &str =
     "cargo install tansu --locked --features dynostore (or bash scripts/test-deps.sh)";
@@ -104,7 +104,7 @@ impl Tansu {
     /// Creates `name` with `partitions` partitions.
     pub async fn create_topic(&self, name: &str, partitions: i32) -> Result<()> {
         let cfg = self.kafka_config();
-        crate::kafka::ensure_topics(&cfg, &[name], partitions).await
+        Ok(crate::kafka::ensure_topics(&cfg, &[name], partitions).await?)
     }
 
     /// Pauses the broker (SIGSTOP): clients see a broker that stopped answering.
