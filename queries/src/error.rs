@@ -9,9 +9,12 @@ pub enum Error {
     /// The statement is not allowed (only read-only queries are).
     #[error("refused: {0}")]
     Refused(String),
-    /// The SQL is wrong or the query failed.
+    /// The SQL is wrong or the query failed (a message of fjord's own).
     #[error("{0}")]
     Query(String),
+    /// The query engine refused or failed the query; its error is kept as the cause.
+    #[error("{0}")]
+    Engine(#[source] Box<datafusion::error::DataFusionError>),
     /// The query hit one of its limits (time, memory, rows); the message names it.
     #[error("limit: {0}")]
     Limit(String),
@@ -34,7 +37,7 @@ pub enum Error {
 
 impl From<datafusion::error::DataFusionError> for Error {
     fn from(e: datafusion::error::DataFusionError) -> Self {
-        Error::Query(e.to_string())
+        Error::Engine(Box::new(e))
     }
 }
 

@@ -222,6 +222,7 @@ pub async fn query(cfg: &fjord_core::config::Config, sql: &str) -> Result<Vec<Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datafusion::error::DataFusionError;
     use fjord_core::config::{Config, ServeConfig};
 
     fn catalog(f: impl FnOnce(&mut ServeConfig)) -> (tempfile::TempDir, Catalog) {
@@ -279,6 +280,19 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(ok[0].num_rows(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_engine_error_keeps_its_cause_and_reads_as_before() {
+        let (_d, c) = catalog(|_| {});
+        let e = collect(&c, "SELECT no_such_column FROM lots")
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::Engine(_)), "{e:?}");
+        let cause = std::error::Error::source(&e).expect("the DataFusion error is kept");
+        assert!(cause.is::<Box<DataFusionError>>(), "{cause:?}");
+        assert_eq!(e.to_string(), cause.to_string());
+        assert!(e.to_string().contains("no_such_column"), "{e}");
     }
 
     #[tokio::test]

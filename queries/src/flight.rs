@@ -153,7 +153,9 @@ fn status(e: &Error) -> Status {
     match e {
         Error::Refused(_) => Status::permission_denied(e.to_string()),
         Error::Limit(_) => Status::resource_exhausted(e.to_string()),
-        Error::Query(_) | Error::Format(_) => Status::invalid_argument(e.to_string()),
+        Error::Query(_) | Error::Engine(_) | Error::Format(_) => {
+            Status::invalid_argument(e.to_string())
+        }
         _ => Status::internal(e.to_string()),
     }
 }

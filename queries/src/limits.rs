@@ -69,7 +69,7 @@ impl Limits {
         if matches!(e.find_root(), DataFusionError::ResourcesExhausted(_)) {
             self.memory_error(&e.find_root().to_string())
         } else {
-            Error::Query(e.to_string())
+            Error::Engine(Box::new(e))
         }
     }
 

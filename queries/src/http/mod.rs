@@ -119,7 +119,7 @@ fn error_response(e: &Error) -> Response {
     let (status, kind) = match e {
         Error::Refused(_) => (StatusCode::FORBIDDEN, "refused"),
         Error::Limit(_) => (StatusCode::UNPROCESSABLE_ENTITY, "limit"),
-        Error::Query(_) | Error::Format(_) => (StatusCode::BAD_REQUEST, "query"),
+        Error::Query(_) | Error::Engine(_) | Error::Format(_) => (StatusCode::BAD_REQUEST, "query"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     };
     error_body(status, kind, &e.to_string())
