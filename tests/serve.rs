@@ -235,6 +235,17 @@ fn hwm_of(config: &std::path::Path) -> i64 {
     v.lines().nth(1).unwrap().trim().parse().unwrap()
 }
 
+/// Every SQL table of docs/contract.md §7 (this config's window sizes: 1m and 10m).
+const SQL_TABLES: [&str; 8] = [
+    "readings",
+    "alerts",
+    "lots",
+    "quarantine",
+    "occupancy_1m",
+    "occupancy_10m",
+    "occupancy_live",
+    "spaces_live",
+];
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_merges_layers_and_answers_http_and_psql_within_limits() {
     let tansu = Tansu::start().expect("tansu");
@@ -562,16 +573,7 @@ async fn serve_merges_layers_and_answers_http_and_psql_within_limits() {
     assert_eq!(ok(out).trim(), total.to_string());
     // every SQL table of docs/contract.md §7 is listed, with its columns (as psql, DBeaver and Grafana ask)
     let out = ok(psql(TOKEN, &["-c", "\\dt"]));
-    for t in [
-        "readings",
-        "alerts",
-        "lots",
-        "quarantine",
-        "occupancy_1m",
-        "occupancy_10m",
-        "occupancy_live",
-        "spaces_live",
-    ] {
+    for t in SQL_TABLES {
         assert!(
             out.lines().any(|l| l.contains(&format!("|{t}|"))),
             "\\dt lacks {t}:\n{out}"
@@ -635,16 +637,7 @@ async fn serve_merges_layers_and_answers_http_and_psql_within_limits() {
         public.trim()
     );
     let navigator = ok(psql(TOKEN, &["-c", &dbeaver_tables]));
-    for t in [
-        "readings",
-        "alerts",
-        "lots",
-        "quarantine",
-        "occupancy_1m",
-        "occupancy_10m",
-        "occupancy_live",
-        "spaces_live",
-    ] {
+    for t in SQL_TABLES {
         // (schema-qualified: Grafana compares the schema with `search_path` by hand)
         let shown = listed
             .lines()

@@ -134,7 +134,8 @@ async fn compact_table(
                     .map(|s| u64::try_from(*s).unwrap_or(0))
                     .sum::<u64>();
             }
-            Err(Error::Conflict { detail, .. }) => {
+            Err(e) if e.conflict().is_some() => {
+                let detail = e.conflict().unwrap_or_default();
                 tracing::warn!(table = name, date = %format_date(date), %detail, "a concurrent job changed the partition; compacting it next time");
                 summary.skipped += 1;
                 t.update_state().await.map_err(|e| Error::delta(name, e))?;

@@ -9,23 +9,10 @@ pub enum Error {
     /// The configuration or a command-line argument cannot be used.
     #[error("configuration: {0}")]
     Config(String),
-    /// A Delta table operation failed.
-    #[error("lake table `{table}`: {source}")]
-    Delta {
-        /// The table.
-        table: String,
-        /// What delta-rs reported.
-        #[source]
-        source: deltalake::DeltaTableError,
-    },
-    /// Another writer committed something this one conflicts with; running again resolves it.
-    #[error("lake table `{table}`: a concurrent job committed first ({detail}); run again")]
-    Conflict {
-        /// The table.
-        table: String,
-        /// The conflict.
-        detail: String,
-    },
+    /// The lake: a Delta table operation failed, or another writer committed first
+    /// (`fjord_lake::Error::Conflict`; running again resolves it).
+    #[error(transparent)]
+    Lake(Box<fjord_lake::Error>),
     /// A query over the lake failed.
     #[error("query over `{table}`: {source}")]
     Query {
@@ -71,11 +58,19 @@ impl Error {
 
 impl From<fjord_lake::Error> for Error {
     fn from(e: fjord_lake::Error) -> Self {
-        match e {
-            fjord_lake::Error::Config(m) => Error::Config(m),
-            fjord_lake::Error::Delta { table, source } => Error::Delta { table, source },
-            fjord_lake::Error::Conflict { table, detail } => Error::Conflict { table, detail },
-            fjord_lake::Error::Input { path, reason } => Error::Input { path, reason },
+        Error::Lake(Box::new(e))
+    }
+}
+
+impl Error {
+    /// Another writer committed first (running again resolves it): what it changed.
+    pub fn conflict(&self) -> Option<&str> {
+        match self {
+            Error::Lake(e) => match e.as_ref() {
+                fjord_lake::Error::Conflict { detail, .. } => Some(detail),
+                _ => None,
+            },
+            _ => None,
         }
     }
 }

@@ -305,7 +305,7 @@ async fn a_recreated_topic_or_replaced_cluster_is_read_from_its_beginning() {
 fn ok_or_conflict<T: std::fmt::Debug>(r: fjord_batch::Result<T>) -> bool {
     match r {
         Ok(_) => true,
-        Err(fjord_batch::Error::Conflict { .. }) => false,
+        Err(e) if e.conflict().is_some() => false,
         Err(e) => panic!("a concurrent job must succeed or report a conflict, got: {e}"),
     }
 }
