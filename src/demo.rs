@@ -2,10 +2,11 @@
 //!
 //! Starts the embedded MQTT broker (user `fjord` with the auth token, plus `[[credentials]]`) and the
 //! embedded Kafka-protocol cluster (librdkafka's mock cluster: in memory, empty at every start)
-//! unless `--mqtt` / `--kafka` point at external ones, creates fjord's topics, runs the bridge, HTTP
-//! ingest and the device simulator, writes `<data-dir>/endpoints.json` and prints how to connect.
-//! Components that have not been built yet are named at start-up rather than faked. Ctrl-C (or
-//! SIGTERM) stops everything cleanly — the bridge finishes what is in flight — and removes
+//! unless `--mqtt` / `--kafka` point at external ones, creates fjord's topics, takes MQTT into Kafka
+//! (the embedded broker's front does it itself; with `--mqtt`, the bridge), runs HTTP ingest, the
+//! stream processor, the batch layer, the query server and the device simulator, writes
+//! `<data-dir>/endpoints.json` and prints how to connect. Ctrl-C (or SIGTERM) stops everything
+//! cleanly — what is in flight to Kafka is finished first — and removes
 //! `endpoints.json`, so a script never finds the endpoints of a demo that is gone.
 
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use fjord_core::lots::LotsRegistry;
 use fjord_core::telemetry::Metrics;
 use fjord_ingest::acl::Acl;
 use fjord_ingest::broker::EmbeddedBroker;
+use fjord_ingest::broker::intake::Intake;
 use fjord_ingest::http::HttpIngest;
 use fjord_ingest::metrics::IngestMetrics;
 use fjord_ingest::simulate::model::{Faults, SimLot};
@@ -142,43 +144,6 @@ pub async fn run(args: DemoArgs, mut config: Config, metrics: Metrics) -> anyhow
     let shutdown = shutdown_signal()?;
     let ingest_metrics = IngestMetrics::new(&metrics)?;
 
-    // MQTT: embedded unless --mqtt.
-    let (mqtt, _broker) = match &args.mqtt {
-        Some(url) => {
-            config.mqtt.url = url.clone();
-            if config.mqtt.host_port().is_none() {
-                bail!("--mqtt: expected mqtt://host:port, got {url:?}");
-            }
-            let endpoint = MqttEndpoint {
-                url: url.clone(),
-                embedded: false,
-                username: config.mqtt.username.clone(),
-                password: config.mqtt.password.clone(),
-            };
-            (endpoint, None)
-        }
-        None => {
-            let listen = SocketAddr::from(([127, 0, 0, 1], args.mqtt_port));
-            let acl = Acl::new(config.all_credentials());
-            let tls = fjord_core::tls::server_config(&config.tls, &[])?;
-            let public = if tls.is_some() { "mqtts" } else { "mqtt" };
-            let broker = EmbeddedBroker::start(listen, &config.broker, acl, &metrics, tls).await?;
-            // the bridge and the simulator connect on loopback (plain TCP when the public port
-            // speaks TLS), with the same authentication and rights as everyone
-            config.mqtt.url = format!("mqtt://{}", broker.internal_addr());
-            config.mqtt.username = Some(DEMO_USER.into());
-            config.mqtt.password = Some(token.clone());
-            let endpoint = MqttEndpoint {
-                url: format!("{public}://{listen}"),
-                embedded: true,
-                username: Some(DEMO_USER.into()),
-                password: Some(token.clone()),
-            };
-            (endpoint, Some(broker))
-        }
-    };
-    config.mqtt.client_id = "fjord-demo-bridge".into();
-
     // Kafka: embedded mock cluster unless --kafka. The cluster must outlive everything using it.
     let topics = Topics::new(&config.kafka);
     let mut cluster = None;
@@ -203,11 +168,58 @@ pub async fn run(args: DemoArgs, mut config: Config, metrics: Metrics) -> anyhow
     };
     config.kafka.brokers = bootstrap.clone();
 
-    // Bridge and HTTP ingest.
-    let bridge = {
+    // MQTT: embedded unless --mqtt.
+    let (mqtt, broker) = match &args.mqtt {
+        Some(url) => {
+            config.mqtt.url = url.clone();
+            if config.mqtt.host_port().is_none() {
+                bail!("--mqtt: expected mqtt://host:port, got {url:?}");
+            }
+            let endpoint = MqttEndpoint {
+                url: url.clone(),
+                embedded: false,
+                username: config.mqtt.username.clone(),
+                password: config.mqtt.password.clone(),
+            };
+            (endpoint, None)
+        }
+        None => {
+            let listen = SocketAddr::from(([127, 0, 0, 1], args.mqtt_port));
+            let acl = Acl::new(config.all_credentials());
+            let tls = fjord_core::tls::server_config(&config.tls, &[])?;
+            let public = if tls.is_some() { "mqtts" } else { "mqtt" };
+            // the broker's front hands readings to Kafka itself: no bridge in between
+            let intake = Intake::new(&config, ingest_metrics.clone())?;
+            let broker = EmbeddedBroker::start_with_intake(
+                listen,
+                &config.broker,
+                acl,
+                &metrics,
+                tls,
+                Some(intake.clone()),
+            )
+            .await?;
+            // the simulator connects on loopback (plain TCP when the public port speaks TLS),
+            // with the same authentication and rights as everyone
+            config.mqtt.url = format!("mqtt://{}", broker.internal_addr());
+            config.mqtt.username = Some(DEMO_USER.into());
+            config.mqtt.password = Some(token.clone());
+            let endpoint = MqttEndpoint {
+                url: format!("{public}://{listen}"),
+                embedded: true,
+                username: Some(DEMO_USER.into()),
+                password: Some(token.clone()),
+            };
+            (endpoint, Some((broker, intake)))
+        }
+    };
+    config.mqtt.client_id = "fjord-demo-bridge".into();
+
+    // The bridge (for an external MQTT broker only) and HTTP ingest.
+    let bridge = args.mqtt.is_some().then(|| {
         let (config, metrics, stop) = (config.clone(), ingest_metrics.clone(), shutdown.clone());
         tokio::spawn(async move { fjord_ingest::bridge::run(&config, metrics, stop).await })
-    };
+    });
     let http_listen = SocketAddr::from(([127, 0, 0, 1], args.http_port));
     let http = HttpIngest::new(
         &config,
@@ -416,13 +428,24 @@ pub async fn run(args: DemoArgs, mut config: Config, metrics: Metrics) -> anyhow
             _ => tracing::warn!("simulator did not stop in time"),
         }
     }
-    match tokio::time::timeout(Duration::from_secs(40), bridge).await {
-        Ok(Ok(Ok(s))) => println!(
-            "bridge: {} received, {} forwarded, {} dead-lettered, {} acknowledged",
+    if let Some(bridge) = bridge {
+        match tokio::time::timeout(Duration::from_secs(40), bridge).await {
+            Ok(Ok(Ok(s))) => println!(
+                "bridge: {} received, {} forwarded, {} dead-lettered, {} acknowledged",
+                s.received, s.forwarded, s.dead_lettered, s.acked
+            ),
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "bridge failed"),
+            _ => tracing::warn!("bridge did not stop in time"),
+        }
+    }
+    if let Some((_, intake)) = &broker {
+        // what the devices sent reaches Kafka before the stream processor stops
+        intake.flush(Duration::from_secs(30));
+        let s = intake.summary();
+        println!(
+            "MQTT intake: {} received, {} forwarded, {} dead-lettered, {} acknowledged",
             s.received, s.forwarded, s.dead_lettered, s.acked
-        ),
-        Ok(Ok(Err(e))) => tracing::error!(error = %e, "bridge failed"),
-        _ => tracing::warn!("bridge did not stop in time"),
+        );
     }
     match tokio::time::timeout(Duration::from_secs(40), stream).await {
         Ok(Ok(Ok(s))) => println!(
@@ -527,8 +550,13 @@ fn print_banner(args: &DemoArgs, e: &Endpoints, endpoints_path: &Path, lots: usi
         }
     ));
     out.push_str(&format!(
-        "  Bridge        MQTT → {} (PUBACK after Kafka's ack)\n",
-        e.kafka.topics.readings
+        "  Bridge        MQTT → {} (PUBACK after Kafka's ack{})\n",
+        e.kafka.topics.readings,
+        if e.mqtt.embedded {
+            "; done by the broker itself"
+        } else {
+            ""
+        }
     ));
     let sizes = match e.windows.as_slice() {
         [] => String::new(),

@@ -128,6 +128,82 @@ async fn the_demo_on_tansu_serves_what_the_stream_computes_within_seconds() {
     serves_live(Some(&tansu.bootstrap())).await;
 }
 
+/// A PUBACK from the demo's broker means "in Kafka": the demo killed (SIGKILL) right after the
+/// last PUBACK of 5,000 readings from one connection still has every one of them in
+/// `fjord.readings` (on tansu, which outlives it). A broker that acknowledged what it merely held
+/// in memory would lose whatever a bridge had not fetched yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_reading_the_demo_acknowledged_is_in_kafka_when_it_is_killed() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let tansu = fjord_core::testkit::Tansu::start().expect("tansu");
+    let dir = temp_dir();
+    let data_dir = dir.path().join("data");
+    let (mqtt_port, http_port) = (free_port(), free_port());
+    let mut demo = start(&data_dir, mqtt_port, http_port, Some(&tansu.bootstrap()));
+    let endpoints = data_dir.join("endpoints.json");
+    assert!(
+        fjord_core::testkit::wait_until(Duration::from_secs(60), || endpoints.exists()),
+        "the demo did not start"
+    );
+    let total = 5_000u64;
+    let base = fjord_core::time::now_ms() - 600_000;
+    let readings = (0..total)
+        .map(|n| {
+            (
+                format!("parking/K{}/S{}", n % 7, n % 300),
+                format!(
+                    r#"{{"ts":{},"occupied":{},"n":{n}}}"#,
+                    base + n as i64,
+                    n % 2 == 0
+                )
+                .into_bytes(),
+            )
+        })
+        .collect();
+    fjord_core::testkit::mqtt::publish_all(
+        mqtt_port,
+        Some(("fjord", TOKEN)),
+        &unique_name("acked"),
+        readings,
+        Duration::from_secs(120),
+    )
+    .await;
+    demo.0.kill().expect("SIGKILL the demo");
+    let _ = demo.0.wait();
+
+    // the demo's topics have the default prefix (`fjord.`)
+    let kafka = fjord_core::config::KafkaConfig {
+        topic_prefix: fjord_core::config::KafkaConfig::default().topic_prefix,
+        ..tansu.kafka_config()
+    };
+    let mut seen = std::collections::HashSet::new();
+    let records = fjord_core::testkit::kafka::collect(
+        &kafka,
+        &kafka.topic("readings"),
+        Duration::from_secs(60),
+        |records| {
+            if let Some(r) = records.last() {
+                let v: Value = serde_json::from_slice(&r.payload).unwrap_or_default();
+                if let Some(n) = v["n"].as_u64() {
+                    seen.insert(n);
+                }
+            }
+            seen.len() as u64 >= total
+        },
+    )
+    .await;
+    let missing: Vec<u64> = (0..total).filter(|n| !seen.contains(n)).take(10).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {total} acknowledged readings are not in fjord.readings, e.g. {missing:?} ({} records read, the last: {:?})",
+        total - seen.len() as u64,
+        records.len(),
+        records
+            .last()
+            .map(|r| String::from_utf8_lossy(&r.payload).into_owned())
+    );
+}
+
 async fn serves_live(kafka: Option<&str>) {
     let dir = temp_dir();
     let data_dir = dir.path().join("data");

@@ -21,7 +21,6 @@ use fjord_core::config::Config;
 use fjord_core::kafka::client_config;
 use fjord_core::telemetry::Metrics;
 use fjord_core::time::now_ms;
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
 
@@ -79,17 +78,10 @@ impl HttpIngest {
     }
 
     async fn produce(&self, r: &OutRecord) -> std::result::Result<(i32, i64), String> {
-        let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
-        for (key, value) in &r.headers {
-            headers = headers.insert(Header {
-                key,
-                value: Some(value.as_slice()),
-            });
-        }
         let record = FutureRecord::to(&r.topic)
             .key(r.key.as_bytes())
             .payload(&r.payload[..])
-            .headers(headers);
+            .headers(r.kafka_headers());
         self.producer
             .send(record, Duration::from_secs(1))
             .await

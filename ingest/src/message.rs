@@ -61,6 +61,45 @@ pub struct OutRecord {
     pub headers: Vec<(&'static str, Vec<u8>)>,
 }
 
+impl OutRecord {
+    /// The headers as Kafka takes them.
+    pub fn kafka_headers(&self) -> rdkafka::message::OwnedHeaders {
+        let mut headers = rdkafka::message::OwnedHeaders::new_with_capacity(self.headers.len());
+        for (key, value) in &self.headers {
+            headers = headers.insert(rdkafka::message::Header {
+                key,
+                value: Some(value.as_slice()),
+            });
+        }
+        headers
+    }
+
+    /// Turns the record into a dead letter because Kafka refused it for its topic for good
+    /// (reason `kafka_rejected`).
+    pub fn reject(&mut self, e: &rdkafka::error::KafkaError, dlq_topic: &str) {
+        let error = format!("Kafka refused the record for {}: {e}", self.topic);
+        tracing::warn!(topic = %self.topic, %error, "dead-lettering a record Kafka refused");
+        self.headers
+            .push((fjord_core::kafka::HEADER_ERROR, error.into_bytes()));
+        self.headers
+            .push((HEADER_ERROR_REASON, b"kafka_rejected".to_vec()));
+        self.topic = dlq_topic.to_owned();
+    }
+
+    /// After the dead-letter topic refused the record with `e`: cuts a payload that is too large
+    /// to 64 KiB (header `fjord-truncated`), so that the next try can succeed.
+    pub fn shrink_for(&mut self, e: &rdkafka::error::KafkaError) {
+        if matches!(
+            e.rdkafka_error_code(),
+            Some(rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge)
+        ) && self.payload.len() > 64 * 1024
+        {
+            self.payload = self.payload.slice(..64 * 1024);
+            self.headers.push(("fjord-truncated", b"true".to_vec()));
+        }
+    }
+}
+
 /// The outcome for one message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Disposition {

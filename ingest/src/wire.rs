@@ -75,8 +75,8 @@ pub fn encode(first: u8, body: &[u8]) -> Bytes {
     out.freeze()
 }
 
-/// Splits the next complete packet off the front of `buf`. `Ok(None)`: more bytes are needed.
-pub fn split_frame(buf: &mut BytesMut, max_body: usize) -> R<Option<Frame>> {
+/// The fixed header at the start of `buf`: its length and the body's. `Ok(None)`: incomplete.
+fn fixed_header(buf: &[u8]) -> R<Option<(usize, usize)>> {
     if buf.len() < 2 {
         return Ok(None);
     }
@@ -90,13 +90,33 @@ pub fn split_frame(buf: &mut BytesMut, max_body: usize) -> R<Option<Frame>> {
         len |= usize::from(b & 0x7f) << shift;
         i += 1;
         if b & 0x80 == 0 {
-            break;
+            return Ok(Some((i, len)));
         }
         shift += 7;
         if shift > 21 {
             return Err(PacketError("remaining length longer than 4 bytes"));
         }
     }
+}
+
+/// Length of the longest prefix of `buf` made of whole packets (a relay passes on whole packets
+/// only, so that packets of its own can go in between).
+pub fn whole_packets_len(buf: &[u8]) -> R<usize> {
+    let mut at = 0;
+    while let Some((header, body)) = fixed_header(&buf[at..])? {
+        if buf.len() - at < header + body {
+            break;
+        }
+        at += header + body;
+    }
+    Ok(at)
+}
+
+/// Splits the next complete packet off the front of `buf`. `Ok(None)`: more bytes are needed.
+pub fn split_frame(buf: &mut BytesMut, max_body: usize) -> R<Option<Frame>> {
+    let Some((i, len)) = fixed_header(buf)? else {
+        return Ok(None);
+    };
     if len > max_body {
         return Err(PacketError("packet larger than the broker accepts"));
     }
@@ -465,6 +485,36 @@ pub fn put_puback(out: &mut BytesMut, pkid: u16) {
     out.put_u16(pkid);
 }
 
+/// PUBACK (success) of a QoS 1 PUBLISH.
+pub fn puback(pkid: u16) -> Bytes {
+    encode(kind::PUBACK << 4, &pkid.to_be_bytes())
+}
+
+/// PUBREC (success) of a QoS 2 PUBLISH.
+pub fn pubrec(pkid: u16) -> Bytes {
+    encode(0x50, &pkid.to_be_bytes())
+}
+
+/// The PUBLISH `first` + `body` re-encoded at QoS 0: no packet id, no DUP flag; topic, RETAIN,
+/// properties and payload unchanged.
+pub fn publish_at_qos0(first: u8, body: &[u8]) -> R<Bytes> {
+    if (first >> 1) & 0x03 == 0 {
+        return Ok(encode(first, body));
+    }
+    let topic_len = body
+        .get(..2)
+        .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+        .ok_or(PacketError("PUBLISH too short"))?;
+    let pkid_at = 2 + topic_len;
+    if body.len() < pkid_at + 2 {
+        return Err(PacketError("PUBLISH too short"));
+    }
+    let mut out = BytesMut::with_capacity(body.len());
+    out.put_slice(&body[..pkid_at]);
+    out.put_slice(&body[pkid_at + 2..]);
+    Ok(encode(first & 0xF1, &out))
+}
+
 /// PINGREQ.
 pub const PINGREQ: [u8; 2] = [0xC0, 0x00];
 
@@ -684,6 +734,45 @@ mod tests {
         assert_eq!(&out[..], &[0x40, 2, 1, 2]);
     }
 
+    #[test]
+    fn a_publish_re_encoded_at_qos_0_keeps_topic_properties_payload_and_retain() {
+        let mut body = BytesMut::new();
+        put_binary(&mut body, b"parking/A/S1");
+        body.put_u16(7);
+        body.put_u8(0); // no properties
+        body.put_slice(b"{}");
+        let body = body.freeze();
+        // QoS 1, DUP, RETAIN
+        let f = frame(&publish_at_qos0(0x3B, &body).unwrap());
+        assert_eq!(f.first, 0x31);
+        let p = parse_publish(f.first, &f.body, true).unwrap();
+        assert_eq!((p.topic.as_str(), p.qos, p.dup), ("parking/A/S1", 0, false));
+        assert_eq!(&p.payload[..], b"{}");
+        // QoS 0 passes unchanged; a body cut inside its packet id is refused
+        assert_eq!(&publish_at_qos0(0x30, b"\0\x01a").unwrap()[..2], &[0x30, 3]);
+        assert!(publish_at_qos0(0x32, &body[..15]).is_err());
+        assert_eq!(&puback(0x0102)[..], &[0x40, 2, 1, 2]);
+        assert_eq!(&pubrec(0x0102)[..], &[0x50, 2, 1, 2]);
+    }
+
+    #[test]
+    fn whole_packets_len_stops_before_a_cut_packet() {
+        let mut buf = Vec::new();
+        buf.extend_from_slice(&puback(1));
+        buf.extend_from_slice(&encode(0x30, &[0u8; 200])); // two-byte remaining length
+        let whole = buf.len();
+        buf.extend_from_slice(&puback(2)[..3]);
+        assert_eq!(whole_packets_len(&buf).unwrap(), whole);
+        assert_eq!(whole_packets_len(&buf[..whole - 1]).unwrap(), 4);
+        assert_eq!(
+            whole_packets_len(&buf[..5]).unwrap(),
+            4,
+            "cut inside the length"
+        );
+        assert_eq!(whole_packets_len(&[]).unwrap(), 0);
+        assert!(whole_packets_len(&[0x30, 0xff, 0xff, 0xff, 0xff, 1]).is_err());
+    }
+
     proptest::proptest! {
         #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200), first in 0u8..=255) {
@@ -696,6 +785,8 @@ mod tests {
             let _ = parse_connack(&bytes);
             let mut buf = BytesMut::from(&bytes[..]);
             while let Ok(Some(_)) = split_frame(&mut buf, 1 << 16) {}
+            let _ = whole_packets_len(&bytes);
+            let _ = publish_at_qos0(first, &bytes);
         }
     }
 }

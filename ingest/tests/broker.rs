@@ -13,6 +13,8 @@ use fjord_core::testkit::{Tansu, free_port, kafka, mqtt, unique_name};
 use fjord_core::time::now_ms;
 use fjord_ingest::acl::Acl;
 use fjord_ingest::broker::EmbeddedBroker;
+use fjord_ingest::broker::intake::Intake;
+use fjord_ingest::metrics::IngestMetrics;
 use rumqttc::{AsyncClient, ConnectReturnCode, Event, LastWill, MqttOptions, Packet, QoS};
 
 const ADMIN: (&str, &str) = ("fjord", "admin-secret-1");
@@ -309,4 +311,165 @@ async fn connections_waiting_for_their_connect_are_bounded() {
         "no client got in after the idle ones timed out"
     );
     let _ = client.disconnect().await;
+}
+
+/// Waits up to `within` for the next incoming packet that `want` accepts.
+async fn next_incoming(
+    events: &mut rumqttc::EventLoop,
+    within: Duration,
+    want: impl Fn(&Packet) -> bool,
+) -> Option<Packet> {
+    tokio::time::timeout(within, async {
+        loop {
+            match events.poll().await {
+                Ok(Event::Incoming(p)) if want(&p) => return p,
+                Ok(_) => {}
+                Err(e) => panic!("connection failed: {e}"),
+            }
+        }
+    })
+    .await
+    .ok()
+}
+
+/// As in `fjord demo`: the front is the bridge. Every PUBACK (PUBREC) leaves only once Kafka has
+/// stored the message — none while Kafka is paused —, MQTT subscribers still get every message,
+/// and one connection is not held to rumqttd's 100 unacknowledged messages per subscriber.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_front_hands_readings_to_kafka_and_acknowledges_only_what_kafka_stored() {
+    let metrics = Metrics::new();
+    let tansu = Tansu::start().unwrap_or_else(|e| panic!("{e}"));
+    let cfg = config(0, tansu.kafka_config(), MqttProtocol::V5);
+    fjord_ingest::bridge::ensure_topics(&cfg).await;
+    let ingest = IngestMetrics::new(&metrics).unwrap_or_else(|e| panic!("{e}"));
+    let intake = Intake::new(&cfg, ingest).unwrap_or_else(|e| panic!("{e}"));
+    let broker = EmbeddedBroker::start_with_intake(
+        ([127, 0, 0, 1], free_port()).into(),
+        &BrokerConfig::default(),
+        Acl::new(credentials()),
+        &metrics,
+        None,
+        Some(intake.clone()),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let port = broker.addr().port();
+
+    // a subscriber of the readings' topics (it gets the front's QoS 0 copies)
+    let (watcher, mut watching) = AsyncClient::new(options(port, ADMIN), 100);
+    watcher
+        .subscribe("parking/#", QoS::AtLeastOnce)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    next_incoming(&mut watching, Duration::from_secs(10), |p| {
+        matches!(p, Packet::SubAck(_))
+    })
+    .await
+    .expect("SUBACK");
+    let watched = tokio::spawn(async move {
+        let mut n = 0usize;
+        while let Ok(event) = watching.poll().await {
+            if let Event::Incoming(Packet::Publish(_)) = event {
+                n += 1;
+            }
+        }
+        n
+    });
+
+    // 20,000 readings at QoS 1 from one connection: all acknowledged, all in Kafka
+    let total = 20_000;
+    let msgs = readings(0, total, 5, now_ms() - 3_600_000);
+    mqtt::publish_all(
+        port,
+        Some(ADMIN),
+        &unique_name("pub"),
+        msgs,
+        Duration::from_secs(120),
+    )
+    .await;
+    let mut seen = HashSet::new();
+    let records = kafka::collect(
+        &cfg.kafka,
+        &cfg.kafka.topic("readings"),
+        Duration::from_secs(60),
+        |r| {
+            if let Some(last) = r.last() {
+                seen.insert(n_of(&last.payload));
+            }
+            seen.len() >= total
+        },
+    )
+    .await;
+    assert_eq!(seen.len(), total, "every acknowledged reading is in Kafka");
+    assert!(
+        records
+            .iter()
+            .all(|r| r.header("fjord-content-type") == Some("application/json")),
+        "the sniffed content type is on every record"
+    );
+    let s = intake.summary();
+    assert_eq!((s.forwarded, s.acked), (total as u64, total as u64));
+
+    // Kafka paused: a QoS 1 PUBLISH stays unacknowledged; once Kafka is back it is acknowledged
+    let (device, mut events) = AsyncClient::new(options(port, DEVICE_A), 100);
+    next_incoming(&mut events, Duration::from_secs(10), |p| {
+        matches!(p, Packet::ConnAck(_))
+    })
+    .await
+    .expect("CONNACK");
+    tansu.pause().unwrap_or_else(|e| panic!("{e}"));
+    let ts = now_ms();
+    let reading = format!(r#"{{"ts":{ts},"occupied":true,"n":99000001}}"#);
+    device
+        .publish("parking/A/S1", QoS::AtLeastOnce, false, reading.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let early = next_incoming(&mut events, Duration::from_secs(3), |p| {
+        matches!(p, Packet::PubAck(_))
+    })
+    .await;
+    tansu.resume().unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        early.is_none(),
+        "no PUBACK while Kafka cannot store the message"
+    );
+    next_incoming(&mut events, Duration::from_secs(60), |p| {
+        matches!(p, Packet::PubAck(_))
+    })
+    .await
+    .expect("the PUBACK once Kafka is back");
+
+    // QoS 2: PUBREC once stored, PUBCOMP after PUBREL; the message is stored once
+    let reading2 = format!(r#"{{"ts":{},"occupied":false,"n":99000002}}"#, ts + 1);
+    device
+        .publish("parking/A/S1", QoS::ExactlyOnce, false, reading2)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    next_incoming(&mut events, Duration::from_secs(30), |p| {
+        matches!(p, Packet::PubComp(_))
+    })
+    .await
+    .expect("PUBCOMP");
+    let mut late = HashSet::new();
+    kafka::collect(
+        &cfg.kafka,
+        &cfg.kafka.topic("readings"),
+        Duration::from_secs(60),
+        |r| {
+            if let Some(last) = r.last() {
+                late.insert(n_of(&last.payload));
+            }
+            late.contains(&99000001) && late.contains(&99000002)
+        },
+    )
+    .await;
+    assert!(late.contains(&99000001) && late.contains(&99000002));
+
+    // the subscriber got all of them
+    let _ = watcher.disconnect().await;
+    let got = tokio::time::timeout(Duration::from_secs(10), watched)
+        .await
+        .expect("the watcher stops")
+        .unwrap_or(0);
+    assert_eq!(got, total + 2, "subscribers receive every message");
 }

@@ -29,7 +29,7 @@ use self::acks::AckQueue;
 use self::mqtt::{Connection, Received, reconnect_delay};
 use self::producer::{Delivery, KafkaSink};
 use crate::mapping::Router;
-use crate::message::{Classifier, Disposition, HEADER_ERROR_REASON, Inbound, OutRecord, Source};
+use crate::message::{Classifier, Disposition, Inbound, OutRecord, Source};
 use crate::metrics::IngestMetrics;
 use crate::{Error, Result};
 
@@ -326,28 +326,13 @@ impl State {
             }
             Err(e) if p.dead.is_none() => {
                 // Kafka refused the record for good: dead-letter it instead.
-                let error = format!("Kafka refused the record for {}: {e}", p.record.topic);
-                warn!(topic = %p.record.topic, %error, "dead-lettering a record Kafka refused");
-                p.record
-                    .headers
-                    .push((fjord_core::kafka::HEADER_ERROR, error.into_bytes()));
-                p.record
-                    .headers
-                    .push((HEADER_ERROR_REASON, b"kafka_rejected".to_vec()));
-                p.record.topic = self.dlq_topic.clone();
+                p.record.reject(&e, &self.dlq_topic);
                 p.dead = Some("kafka_rejected");
                 self.retries.push((Instant::now(), d.seq));
             }
             Err(e) => {
                 // Even the dead-letter topic refused it: keep it unacknowledged and retry, loudly.
-                if matches!(
-                    e.rdkafka_error_code(),
-                    Some(rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge)
-                ) && p.record.payload.len() > 64 * 1024
-                {
-                    p.record.payload = p.record.payload.slice(..64 * 1024);
-                    p.record.headers.push(("fjord-truncated", b"true".to_vec()));
-                }
+                p.record.shrink_for(&e);
                 error!(error = %e, topic = %p.record.topic, "cannot store a dead letter; retrying in 1 s");
                 self.retries
                     .push((Instant::now() + Duration::from_secs(1), d.seq));

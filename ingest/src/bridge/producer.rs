@@ -9,7 +9,6 @@
 use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use tokio::sync::mpsc;
 
@@ -48,6 +47,20 @@ impl ProducerContext for Context {
     }
 }
 
+/// The bridge's producer settings on top of `base`: idempotent, `acks=all`, records that never
+/// time out, a local queue that `max_in_flight` never fills. Shared with the embedded broker's
+/// intake ([`crate::broker::intake`]).
+pub fn settings(base: &mut ClientConfig, max_in_flight: usize) -> &mut ClientConfig {
+    base.set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("message.timeout.ms", "0")
+        .set("linger.ms", "5")
+        .set(
+            "queue.buffering.max.messages",
+            (max_in_flight * 2).max(100_000).to_string(),
+        )
+}
+
 /// An idempotent producer with delivery reports on a channel.
 pub struct KafkaSink {
     producer: ThreadedProducer<Context>,
@@ -61,15 +74,7 @@ impl KafkaSink {
         max_in_flight: usize,
     ) -> Result<(Self, mpsc::UnboundedReceiver<Delivery>)> {
         let (tx, rx) = mpsc::unbounded_channel();
-        base.set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("message.timeout.ms", "0")
-            .set("linger.ms", "5")
-            .set(
-                "queue.buffering.max.messages",
-                (max_in_flight * 2).max(100_000).to_string(),
-            );
-        let producer: ThreadedProducer<Context> = base
+        let producer: ThreadedProducer<Context> = settings(&mut base, max_in_flight)
             .create_with_context(Context { tx })
             .map_err(|e| Error::Kafka(format!("cannot create the producer: {e}")))?;
         Ok((Self { producer }, rx))
@@ -78,17 +83,10 @@ impl KafkaSink {
     /// Hands `record` to the producer; its report arrives with `seq`. Fails only when the local
     /// queue is full, which `max_in_flight` prevents.
     pub fn send(&self, record: &OutRecord, seq: u64) -> Result<()> {
-        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-        for (key, value) in &record.headers {
-            headers = headers.insert(Header {
-                key,
-                value: Some(value.as_slice()),
-            });
-        }
         let r = BaseRecord::with_opaque_to(&record.topic, seq as usize)
             .key(record.key.as_bytes())
             .payload(&record.payload[..])
-            .headers(headers);
+            .headers(record.kafka_headers());
         self.producer
             .send(r)
             .map_err(|(e, _)| Error::Kafka(format!("cannot queue a record: {e}")))

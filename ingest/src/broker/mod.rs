@@ -10,9 +10,11 @@
 //! messages; rumqttd logs each such jump and [`DropCounter`] counts it in
 //! `fjord_mqtt_broker_dropped_total`. rumqttd sends at most 100 unacknowledged QoS 1 messages to
 //! one connection at a time (a constant of rumqttd 0.20), which bounds one bridge's throughput from
-//! the embedded broker; an external broker (mosquitto, EMQX) has no such limit.
+//! the embedded broker. `fjord demo` therefore does not run a bridge against it: the front itself
+//! hands the mapping rules' topics to Kafka ([`intake`]).
 
 pub mod client_ids;
+pub mod intake;
 pub mod proxy;
 
 use crate::wire as packet;
@@ -92,6 +94,18 @@ impl EmbeddedBroker {
         acl: Acl,
         metrics: &Metrics,
         tls: Option<Arc<fjord_core::tls::ServerConfig>>,
+    ) -> Result<Self> {
+        Self::start_with_intake(listen, config, acl, metrics, tls, None).await
+    }
+
+    /// [`Self::start`], with the front handing the topics `intake` takes to Kafka itself.
+    pub async fn start_with_intake(
+        listen: SocketAddr,
+        config: &BrokerConfig,
+        acl: Acl,
+        metrics: &Metrics,
+        tls: Option<Arc<fjord_core::tls::ServerConfig>>,
+        intake: Option<Arc<intake::Intake>>,
     ) -> Result<Self> {
         if acl.is_empty() {
             return Err(Error::Config(
@@ -176,6 +190,7 @@ impl EmbeddedBroker {
             refused,
             client_ids: std::sync::Mutex::default(),
             pending: Arc::new(tokio::sync::Semaphore::new(proxy::MAX_PENDING_CONNECTS)),
+            intake,
         });
         let internal = match &tls {
             None => None,

@@ -9,6 +9,11 @@
 //! SUBSCRIBE gets a failure SUBACK. Every refusal is logged (a topic shortened to
 //! [`LOGGED_TOPIC_BYTES`]) and counted.
 //!
+//! On the topics of the mapping rules the front is also the bridge ([`crate::broker::intake`]): it
+//! hands each allowed PUBLISH to Kafka, acknowledges it once Kafka has it, and passes a copy at
+//! QoS 0 to rumqttd for subscribers. Packets towards the client are relayed whole, so that the
+//! front's own answers never land inside one of the broker's packets.
+//!
 //! Client ids are bound to users ([`crate::broker::client_ids`]): nobody takes over another
 //! user's session, and fjord's own ids (`fjord-…`) are reserved for administrators. What one
 //! connection can make the front hold is bounded: its topic aliases take at most
@@ -29,6 +34,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::acl::Acl;
+use crate::broker::intake::{Intake, Stored};
 use crate::wire::{self as packet, Frame, kind};
 
 /// What the front needs for every connection.
@@ -54,7 +60,13 @@ pub struct Front {
     /// Connections waiting for their CONNECT to arrive and be checked, at most
     /// [`MAX_PENDING_CONNECTS`].
     pub pending: Arc<tokio::sync::Semaphore>,
+    /// Hands the mapping rules' topics to Kafka, when the front is also the bridge.
+    pub intake: Option<Arc<Intake>>,
 }
+
+/// Most QoS 1 and 2 messages of one connection waiting for Kafka before the front stops reading
+/// from it (the intake's `bridge.max_in_flight` bounds all connections together).
+pub const MAX_CONNECTION_IN_FLIGHT: usize = 4096;
 
 /// Most connections that may wait for their CONNECT at once (each for at most
 /// `broker.connect_timeout`); a connection beyond them is closed at once, so clients that connect
@@ -188,13 +200,22 @@ where
         .write_all(&packet::encode_connect(&connect))
         .await?;
 
-    // One writer towards the client, fed by the broker side and by the front's own answers.
+    // One writer towards the client, fed by the broker side and by the front's own answers; what
+    // is queued goes out in one write.
     let (to_client, mut client_queue) = mpsc::channel::<Bytes>(1024);
     let writer = tokio::spawn(async move {
+        let mut out = BytesMut::new();
         while let Some(bytes) = client_queue.recv().await {
-            if client_tx.write_all(&bytes).await.is_err() {
+            out.extend_from_slice(&bytes);
+            while out.len() < 64 * 1024
+                && let Ok(more) = client_queue.try_recv()
+            {
+                out.extend_from_slice(&more);
+            }
+            if client_tx.write_all(&out).await.is_err() {
                 break;
             }
+            out.clear();
         }
         let _ = client_tx.shutdown().await;
     });
@@ -206,11 +227,37 @@ where
                 match broker_rx.read_buf(&mut buf).await {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {
-                        // relay whatever arrived as is: the broker's packets need no checks
-                        if to_client.send(buf.split().freeze()).await.is_err() {
+                        // relay whole packets as they are: the broker's packets need no checks
+                        let Ok(whole) = packet::whole_packets_len(&buf) else {
+                            break;
+                        };
+                        if whole > 0 && to_client.send(buf.split_to(whole).freeze()).await.is_err()
+                        {
                             break;
                         }
                     }
+                }
+            }
+        })
+    };
+    // PUBACKs (PUBRECs) of the messages the intake handed to Kafka, in the order of the PUBLISHes,
+    // each once Kafka has stored its message.
+    let (to_acker, mut acks) = mpsc::channel::<(u16, u8, Stored)>(MAX_CONNECTION_IN_FLIGHT);
+    let acker = {
+        let (to_client, intake) = (to_client.clone(), front.intake.clone());
+        tokio::spawn(async move {
+            while let Some((pkid, qos, stored)) = acks.recv().await {
+                stored.await;
+                let ack = if qos == 1 {
+                    packet::puback(pkid)
+                } else {
+                    packet::pubrec(pkid)
+                };
+                if to_client.send(ack).await.is_err() {
+                    break;
+                }
+                if let Some(i) = &intake {
+                    i.acked();
                 }
             }
         })
@@ -220,6 +267,8 @@ where
     let mut aliases: HashMap<u16, String> = HashMap::new();
     let mut alias_bytes = 0usize;
     let mut refused_qos2: HashSet<u16> = HashSet::new();
+    // QoS 2 exchanges the intake holds (PUBLISH taken, PUBREL not yet seen)
+    let mut taken_qos2: HashSet<u16> = HashSet::new();
     let client_side = async {
         let r = async {
         while let Some(frame) = read_frame(&mut client_rx, &mut cbuf, front.max_packet_bytes).await? {
@@ -243,10 +292,31 @@ where
                         (true, Some(a)) => aliases.get(&a).cloned().unwrap_or_default(),
                         _ => info.topic.clone(),
                     };
+                    let intake = front.intake.as_ref().filter(|i| i.takes(&topic));
                     if user_rights.may_publish(&topic) {
                         // devices do not set retained messages (bit 0 of the first byte)
                         let first = if admin { frame.first } else { frame.first & !0x01 };
-                        broker_tx.write_all(&packet::encode(first, &frame.body)).await?;
+                        let Some(intake) = intake else {
+                            broker_tx.write_all(&packet::encode(first, &frame.body)).await?;
+                            continue;
+                        };
+                        let copy = packet::publish_at_qos0(first, &frame.body)
+                            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+                        broker_tx.write_all(&copy).await?;
+                        let repeat = info.qos == 2 && !taken_qos2.insert(info.pkid);
+                        let stored = if repeat {
+                            // the same QoS 2 message again: stored once, acknowledged again
+                            Box::pin(async {}) as Stored
+                        } else {
+                            intake
+                                .submit(topic, info.payload, info.content_type, info.dup)
+                                .await
+                        };
+                        if info.qos == 0 {
+                            tokio::spawn(stored);
+                        } else if to_acker.send((info.pkid, info.qos, stored)).await.is_err() {
+                            break;
+                        }
                     } else {
                         front.refused.with_label_values(&["publish"]).inc();
                         warn!(%peer, user = %user_rights.name(), topic = %logged(&topic), "MQTT publish refused: not allowed for this user");
@@ -260,7 +330,7 @@ where
                 }
                 kind::PUBREL => {
                     let pkid = packet::parse_pkid(&frame.body).unwrap_or(0);
-                    if refused_qos2.remove(&pkid) {
+                    if refused_qos2.remove(&pkid) || taken_qos2.remove(&pkid) {
                         let _ = to_client.send(packet::pubcomp(pkid)).await;
                     } else {
                         broker_tx.write_all(&frame.encode()).await?;
@@ -302,6 +372,7 @@ where
         _ = &mut from_broker => Ok(()), // the broker closed the connection
     };
     from_broker.abort();
+    acker.abort();
     drop(to_client);
     let _ = writer.await;
     result
