@@ -98,7 +98,7 @@ fn config_check_prints_every_problem_at_once() {
         "{err}"
     );
 
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("fjord.example.toml");
+    let example = fjord_core::testkit::source_path("fjord.example.toml");
     let out = fjord(&[
         "config",
         "check",
@@ -448,7 +448,8 @@ fn demo_refuses_a_busy_mqtt_port_with_a_clear_error() {
 /// contract that the code cites (`docs/contract.md §4.1`) exists.
 #[test]
 fn the_docs_links_resolve_and_the_cited_contract_sections_exist() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = fjord_core::testkit::source_path("");
+    let root = root.as_path();
     let slug = |heading: &str| -> String {
         heading
             .trim()

@@ -52,7 +52,7 @@ fn dashboard_shows_live_values_and_runs_a_query_in_chromium() {
     let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
     std::fs::create_dir_all(&out_dir).unwrap();
     let _ = std::fs::remove_file(out_dir.join("dashboard.png"));
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser/dashboard.cjs");
+    let script = fjord_core::testkit::source_path("tests/browser/dashboard.cjs");
     let run = Command::new("node")
         .arg(&script)
         .arg(&url)

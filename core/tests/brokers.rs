@@ -142,11 +142,9 @@ fn a_missing_binary_says_how_to_install_it() {
 
 #[test]
 fn the_documented_mosquitto_settings_are_the_tested_ones() {
-    let conf = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../docker/mosquitto.conf"
-    ))
-    .unwrap();
+    let conf =
+        std::fs::read_to_string(fjord_core::testkit::source_path("../docker/mosquitto.conf"))
+            .unwrap();
     for line in fjord_core::testkit::MOSQUITTO_RECOMMENDED.lines() {
         assert!(
             conf.lines().any(|l| l.trim() == line),
@@ -154,7 +152,7 @@ fn the_documented_mosquitto_settings_are_the_tested_ones() {
         );
     }
     let guide =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/ingest.md")).unwrap();
+        std::fs::read_to_string(fjord_core::testkit::source_path("../docs/ingest.md")).unwrap();
     for line in fjord_core::testkit::MOSQUITTO_RECOMMENDED.lines() {
         assert!(
             guide.contains(&format!("`{line}`")),

@@ -82,10 +82,7 @@ fn verify_signatures_in_python(receiver: &WebhookReceiver) -> String {
     let dir = temp_dir();
     let file = dir.path().join("received.jsonl");
     receiver.write_jsonl(&file).unwrap();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../scripts/verify-webhook-signatures.py"
-    );
+    let script = fjord_core::testkit::source_path("../scripts/verify-webhook-signatures.py");
     let out = std::process::Command::new("python3")
         .arg(script)
         .arg(SECRET)

@@ -33,6 +33,15 @@ pub use webhook::{Received, WebhookReceiver, alert_changes, ids_per_key};
 
 use rand::Rng;
 
+/// A file of the repository, `rel` to the directory of the crate whose test is running. Read at run
+/// time (cargo sets `CARGO_MANIFEST_DIR` for every test it runs), not baked in at compile time: a
+/// test binary built in another checkout that shares the target directory reads this checkout.
+pub fn source_path(rel: &str) -> std::path::PathBuf {
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|| panic!("CARGO_MANIFEST_DIR is not set: run tests through cargo"));
+    std::path::PathBuf::from(dir).join(rel)
+}
+
 /// `prefix` plus a random suffix: a topic, group or client id no other test uses.
 pub fn unique_name(prefix: &str) -> String {
     let n: u64 = rand::rng().random();
