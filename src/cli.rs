@@ -184,6 +184,10 @@ pub struct SimulateArgs {
     /// MQTT password (default: [mqtt] password).
     #[arg(long, env = "FJORD_MQTT_PASSWORD")]
     pub password: Option<String>,
+    /// PEM file of the CA that signed the broker's certificate, for `mqtts://` (default: [mqtt]
+    /// ca_file; without either, the system's roots).
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
     /// Unacknowledged messages per connection.
     #[arg(long, default_value_t = 1000)]
     pub inflight: u16,

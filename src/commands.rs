@@ -175,6 +175,9 @@ pub fn simulate(path: Option<&Path>, args: SimulateArgs) -> anyhow::Result<ExitC
     if args.password.is_some() {
         config.mqtt.password = args.password;
     }
+    if args.ca_file.is_some() {
+        config.mqtt.ca_file = args.ca_file;
+    }
     let rate = match args.rate.as_str() {
         "max" => None,
         r => Some(

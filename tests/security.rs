@@ -741,6 +741,24 @@ fn https_postgres_and_flight_tls_with_the_demo_ca() {
             "plain MQTT on the TLS port"
         );
     });
+    // `fjord simulate` over mqtts:// with the demo's CA: every reading acknowledged
+    let sim = Command::new(FJORD)
+        .args([
+            "simulate", "--lots", "1", "--spaces", "5", "--count", "50", "--rate", "max",
+        ])
+        .args([
+            "--mqtt",
+            &format!("mqtts://localhost:{mqtt_port}"),
+            "--ca-file",
+            ca,
+        ])
+        .args(["--username", "fjord", "--password", TLS_TOKEN, "--json"])
+        .env_remove("FJORD_CONFIG")
+        .output()
+        .expect("run fjord simulate");
+    let summary: Value = serde_json::from_slice(&sim.stdout)
+        .unwrap_or_else(|e| panic!("simulate --json: {e}: {}", text(&sim)));
+    assert_eq!(summary["acked"], 50, "{summary}");
     let query = "SELECT count(*) AS n FROM spaces_live WHERE lot_id = 'T2'";
     let t0 = std::time::Instant::now();
     loop {

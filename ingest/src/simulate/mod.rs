@@ -104,6 +104,15 @@ pub async fn run(opts: SimulateOptions, mut shutdown: watch::Receiver<bool>) -> 
     if opts.lots.is_empty() {
         return Err(Error::Config("the simulator needs at least one lot".into()));
     }
+    // mqtts://: TLS, trusting `mqtt.ca_file` (`--ca-file`) or the system's roots, as the bridge does
+    let tls = if opts.mqtt.url.starts_with("mqtts://") {
+        Some(fjord_core::tls::client_config(
+            opts.mqtt.ca_file.as_deref(),
+            "mqtt.ca_file",
+        )?)
+    } else {
+        None
+    };
     let (acks_tx, mut acks) = mpsc::unbounded_channel::<()>();
     let mut gateways = Vec::new();
     let mut summary = SimSummary::default();
@@ -121,6 +130,11 @@ pub async fn run(opts: SimulateOptions, mut shutdown: watch::Receiver<bool>) -> 
             .set_last_will(LastWill::new(&presence, "offline", QoS::AtLeastOnce, true));
         if let Some(user) = &opts.mqtt.username {
             o.set_credentials(user, opts.mqtt.password.clone().unwrap_or_default());
+        }
+        if let Some(tls) = &tls {
+            o.set_transport(rumqttc::Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(tls.clone()),
+            ));
         }
         let (client, mut events) = AsyncClient::new(o, usize::from(opts.inflight) * 2);
         let acks_tx = acks_tx.clone();
