@@ -4,7 +4,7 @@
 #   bash scripts/fuzz.sh                      # every target, 300 s each
 #   FUZZ_SECONDS=60 bash scripts/fuzz.sh mqtt_codec payload_decoder
 #
-# Targets (fuzz/fuzz_targets): mqtt_codec, payload_decoder, alert_expr, config_loader. Seeds come
+# Targets (fuzz/fuzz_targets): mqtt_codec, payload_decoder, alert_expr, config_loader, sql_text. Seeds come
 # from fuzz/seeds/<target> (in the repository); what a run learns goes to the working corpus under
 # ~/.cache/fjord-ci/fuzz, crashing inputs to ~/.cache/fjord-ci/fuzz/artifacts/<target>. A crash is
 # fixed at its cause and its input added to fuzz/seeds/<target>, so every later run replays it.
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/../fuzz"
 seconds="${FUZZ_SECONDS:-300}"
 work="${FJORD_FUZZ_DIR:-$HOME/.cache/fjord-ci/fuzz}"
 target="${FJORD_FUZZ_TARGET:-$HOME/.cache/fjord-ci/fuzz-target}"
-if [ "$#" -gt 0 ]; then targets=("$@"); else targets=(mqtt_codec payload_decoder alert_expr config_loader); fi
+if [ "$#" -gt 0 ]; then targets=("$@"); else targets=(mqtt_codec payload_decoder alert_expr config_loader sql_text); fi
 if ! cargo +nightly --version >/dev/null 2>&1; then
     echo "the nightly toolchain is needed: rustup toolchain install nightly" >&2
     exit 2

@@ -217,6 +217,16 @@ async fn deep_statements_are_refused_not_fatal(demo: &mut Demo) {
     assert!(body.contains("not written as in a name"), "{body}");
     let (ok, text) = demo.psql(&backtracking);
     assert!(!ok && text.contains("not written as in a name"), "{text}");
+    // a pattern no name rule catches (subscripts, slices and casts between dots; the fuzzer's
+    // fourth finding): its parse runs out of steps and the text is refused
+    let found = std::fs::read(fjord_core::testkit::source_path(
+        "fuzz/seeds/alert_expr/regression_backtracking_slices",
+    ))
+    .unwrap();
+    let slices = format!("SELECT {}", String::from_utf8_lossy(&found[1..]));
+    let (status, body) = demo.sql(&slices).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("backtrack"), "{body}");
     assert_eq!(demo.rows("SELECT 1 AS v").await[0]["v"], 1);
     demo.alive();
 }

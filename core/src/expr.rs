@@ -141,13 +141,23 @@ impl Expr {
     pub fn compile(sql: &str, columns: &[(&str, Type)]) -> Result<Expr, ExprError> {
         crate::sqltext::check_name_chains(sql, crate::sqltext::MAX_NAME_CHAIN_DOTS)
             .map_err(|e| error_at(e, Location::of(1, 1)))?;
-        let dialect = GenericDialect {};
+        // a parse with a step budget: text the parser backtracks over is refused, not parsed for
+        // hours (crate::sqltext::fuel)
+        let steps = crate::sqltext::fuel::allowance(sql);
+        let dialect = crate::sqltext::fuel::Fuelled::new(GenericDialect {}, steps);
         let mut parser = Parser::new(&dialect)
             .try_with_sql(sql)
             .map_err(|e| parse_error(sql, &e.to_string()))?;
-        let parsed = parser
-            .parse_expr()
-            .map_err(|e| parse_error(sql, &e.to_string()))?;
+        let parsed = parser.parse_expr().map_err(|e| {
+            if dialect.exhausted() {
+                error_at(
+                    crate::sqltext::too_much_work(steps, sql.len()),
+                    Location::of(1, 1),
+                )
+            } else {
+                parse_error(sql, &e.to_string())
+            }
+        })?;
         let next = parser.peek_token();
         if next.token != Token::EOF {
             return Err(error_at(
@@ -768,6 +778,21 @@ mod tests {
         assert!(
             !holds("battery / 0 = 1", &r),
             "division by zero is NULL, not a crash"
+        );
+    }
+
+    #[test]
+    fn text_the_parser_backtracks_over_is_refused_quickly() {
+        // the fuzzer's fourth finding (11 s under the fuzzer): the parse runs out of steps
+        let found = include_bytes!("../../fuzz/seeds/alert_expr/regression_backtracking_slices");
+        let t0 = std::time::Instant::now();
+        // (the fuzz input's first byte picks the columns; the text follows)
+        let e = Expr::compile(&String::from_utf8_lossy(&found[1..]), COLS).unwrap_err();
+        assert!(e.message.contains("backtrack"), "{e}");
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            t0.elapsed()
         );
     }
 

@@ -25,9 +25,9 @@ pub struct Shape {
 }
 
 impl Shape {
-    /// Refuses text longer than the limit, or with a chain of names the parser would backtrack
-    /// over for too long (before parsing).
-    pub fn check_text(&self, sql: &str) -> Result<()> {
+    /// Refuses text longer than the limit, or that the parser of `dialect` would backtrack over
+    /// for too long (a chain of names; any text whose parse exceeds its step budget).
+    pub fn check_text(&self, sql: &str, dialect: fjord_core::sqltext::SqlDialect) -> Result<()> {
         if sql.len() > self.max_bytes {
             return Err(Error::Limit(format!(
                 "the SQL text is {} bytes, more than the limit of {} bytes (serve.max_sql_bytes)",
@@ -36,7 +36,8 @@ impl Shape {
             )));
         }
         fjord_core::sqltext::check_name_chains(sql, fjord_core::sqltext::MAX_NAME_CHAIN_DOTS)
-            .map_err(Error::Limit)
+            .map_err(Error::Limit)?;
+        fjord_core::sqltext::check_parse_work(sql, dialect).map_err(Error::Limit)
     }
 
     /// Refuses a statement nested deeper than the limit, or with more tables (and joins) plus set
@@ -122,7 +123,7 @@ impl Shape {
 
 /// Checks `sql`; returns it unchanged when it may run.
 pub fn check<'a>(sql: &'a str, shape: &Shape) -> Result<&'a str> {
-    shape.check_text(sql)?;
+    shape.check_text(sql, fjord_core::sqltext::SqlDialect::Generic)?;
     let statements =
         DFParser::parse_sql(sql).map_err(|e| Error::Query(format!("SQL syntax: {e}")))?;
     let mut iter = statements.iter();

@@ -341,7 +341,11 @@ impl SimpleQueryHandler for Handlers {
     {
         let started = Instant::now();
         let deadline = started + self.limits.timeout;
-        if let Err(e) = self.limits.sql.check_text(query) {
+        if let Err(e) = self
+            .limits
+            .sql
+            .check_text(query, fjord_core::sqltext::SqlDialect::Postgres)
+        {
             self.metrics
                 .observe("pg", outcome(Some(&e)), started.elapsed().as_secs_f64());
             return Err(to_pg(&e));
@@ -409,7 +413,10 @@ impl pgwire::api::stmt::QueryParser for BoundedParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        if let Err(e) = self.shape.check_text(sql) {
+        if let Err(e) = self
+            .shape
+            .check_text(sql, fjord_core::sqltext::SqlDialect::Postgres)
+        {
             return Err(to_pg(&e));
         }
         self.inner.parse_sql(client, sql, types).await
