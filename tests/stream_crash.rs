@@ -12,10 +12,8 @@ use fjord_core::config::KafkaConfig;
 use fjord_core::model::OccupancyWindow;
 use fjord_core::occupancy::reference::{self, RefReading};
 use fjord_core::testkit::{Tansu, kafka, temp_dir, unique_name};
-use fjord_core::time::{format_rfc3339_ms, now_ms};
+use fjord_core::time::now_ms;
 use rand::{Rng, SeedableRng};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 
 const MIN: i64 = 60_000;
 
@@ -76,39 +74,14 @@ fn generate(seed: u64, lots: usize, spaces: usize, to: i64) -> Vec<RefReading> {
 
 /// Produces `readings` over about `spread`, in slices, as a live bridge would.
 async fn produce_spread(kafka: &KafkaConfig, readings: &[RefReading], spread: Duration) {
-    let producer: FutureProducer = fjord_core::kafka::client_config(kafka).create().unwrap();
-    let topic = kafka.topic("readings");
     let slices = 60;
     let per = readings.len().div_ceil(slices);
     for chunk in readings.chunks(per) {
-        let mut sends = Vec::new();
-        for r in chunk {
-            let mqtt = format!("parking/{}/{}", r.lot_id, r.space_id);
-            let received = format_rfc3339_ms(r.ts + 50);
-            let payload = format!(r#"{{"ts":{},"occupied":{}}}"#, r.ts, r.occupied);
-            let headers = OwnedHeaders::new()
-                .insert(Header {
-                    key: "fjord-mqtt-topic",
-                    value: Some(&mqtt),
-                })
-                .insert(Header {
-                    key: "fjord-received-at",
-                    value: Some(&received),
-                });
-            sends.push(
-                producer
-                    .send_result(
-                        FutureRecord::to(&topic)
-                            .key(&r.lot_id)
-                            .payload(&payload)
-                            .headers(headers),
-                    )
-                    .unwrap_or_else(|(e, _)| panic!("{e}")),
-            );
-        }
-        for s in sends {
-            s.await.unwrap().unwrap();
-        }
+        let records: Vec<kafka::BridgeRecord> = chunk
+            .iter()
+            .map(|r| kafka::BridgeRecord::of_reference(r, 50))
+            .collect();
+        kafka::produce_readings(kafka, &records).await;
         tokio::time::sleep(spread / slices as u32).await;
     }
 }

@@ -16,11 +16,9 @@ use fjord_core::config::KafkaConfig;
 use fjord_core::model::OccupancyWindow;
 use fjord_core::occupancy::reference::{self, RefReading};
 use fjord_core::testkit::{free_port, kafka, temp_dir, unique_name};
-use fjord_core::time::{format_rfc3339_ms, now_ms};
+use fjord_core::time::now_ms;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -103,36 +101,11 @@ fn readings(to: i64) -> Vec<RefReading> {
 }
 
 async fn produce(kafka: &KafkaConfig, readings: &[RefReading]) {
-    let producer: FutureProducer = fjord_core::kafka::client_config(kafka).create().unwrap();
-    let topic = kafka.topic("readings");
-    let mut sends = Vec::new();
-    for r in readings {
-        let mqtt = format!("parking/{}/{}", r.lot_id, r.space_id);
-        let received = format_rfc3339_ms(r.ts + 50);
-        let payload = format!(r#"{{"ts":{},"occupied":{}}}"#, r.ts, r.occupied);
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "fjord-mqtt-topic",
-                value: Some(&mqtt),
-            })
-            .insert(Header {
-                key: "fjord-received-at",
-                value: Some(&received),
-            });
-        sends.push(
-            producer
-                .send_result(
-                    FutureRecord::to(&topic)
-                        .key(&r.lot_id)
-                        .payload(&payload)
-                        .headers(headers),
-                )
-                .unwrap(),
-        );
-    }
-    for s in sends {
-        s.await.unwrap().unwrap();
-    }
+    let records: Vec<kafka::BridgeRecord> = readings
+        .iter()
+        .map(|r| kafka::BridgeRecord::of_reference(r, 50))
+        .collect();
+    kafka::produce_readings(kafka, &records).await;
 }
 
 /// Waits for every reference window (repeats must be byte-identical) and checks them.

@@ -108,6 +108,20 @@ impl BridgeRecord {
 }
 
 impl BridgeRecord {
+    /// The record the bridge writes for reference reading `r` (JSON `ts` and `occupied`), received
+    /// `received_after_ms` after its event time.
+    pub fn of_reference(
+        r: &crate::occupancy::reference::RefReading,
+        received_after_ms: i64,
+    ) -> Self {
+        Self {
+            key: r.lot_id.clone(),
+            payload: format!(r#"{{"ts":{},"occupied":{}}}"#, r.ts, r.occupied).into_bytes(),
+            mqtt_topic: Some(format!("parking/{}/{}", r.lot_id, r.space_id)),
+            received_at: Some(crate::time::format_rfc3339_ms(r.ts + received_after_ms)),
+        }
+    }
+
     /// The record's headers as the bridge sets them.
     pub fn headers(&self) -> rdkafka::message::OwnedHeaders {
         use rdkafka::message::{Header, OwnedHeaders};

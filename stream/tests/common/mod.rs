@@ -13,12 +13,9 @@ use fjord_core::duration::Duration as D;
 use fjord_core::model::OccupancyWindow;
 use fjord_core::occupancy::reference::RefReading;
 use fjord_core::telemetry::Metrics;
-use fjord_core::testkit::kafka::Record;
-use fjord_core::time::format_rfc3339_ms;
+use fjord_core::testkit::kafka::{BridgeRecord, Record};
 use fjord_stream::metrics::StreamMetrics;
 use rand::{Rng, SeedableRng};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 
 pub const MIN: i64 = 60_000;
 
@@ -79,45 +76,11 @@ pub fn generate(
 
 /// Produces readings as the bridge does (key = lot, value = payload, the fjord headers).
 pub async fn produce(kafka: &KafkaConfig, readings: &[RefReading]) {
-    let producer: FutureProducer = fjord_core::kafka::client_config(kafka)
-        .set("linger.ms", "5")
-        .create()
-        .unwrap();
-    let topic = kafka.topic("readings");
-    let mut pending = Vec::new();
-    for r in readings {
-        let mqtt_topic = format!("parking/{}/{}", r.lot_id, r.space_id);
-        let received = format_rfc3339_ms(r.ts + 100);
-        let payload = format!(r#"{{"ts":{},"occupied":{}}}"#, r.ts, r.occupied);
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "fjord-mqtt-topic",
-                value: Some(&mqtt_topic),
-            })
-            .insert(Header {
-                key: "fjord-received-at",
-                value: Some(&received),
-            })
-            .insert(Header {
-                key: "fjord-source",
-                value: Some("mqtt"),
-            });
-        let send = producer.send_result(
-            FutureRecord::to(&topic)
-                .key(&r.lot_id)
-                .payload(&payload)
-                .headers(headers),
-        );
-        pending.push(send.unwrap_or_else(|(e, _)| panic!("{e}")));
-        if pending.len() >= 5000 {
-            for p in pending.drain(..) {
-                p.await.unwrap().unwrap();
-            }
-        }
-    }
-    for p in pending {
-        p.await.unwrap().unwrap();
-    }
+    let records: Vec<BridgeRecord> = readings
+        .iter()
+        .map(|r| BridgeRecord::of_reference(r, 100))
+        .collect();
+    fjord_core::testkit::kafka::produce_readings(kafka, &records).await;
 }
 
 /// A processor running on a blocking thread in this process.
