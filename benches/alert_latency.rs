@@ -14,7 +14,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{DemoSpec, client, env_or};
-use fjord_core::testkit::{WebhookReceiver, free_port, temp_dir, wait_until};
+use fjord_testkit::{WebhookReceiver, free_port, temp_dir, wait_until};
 use rumqttc::QoS;
 
 async fn run(interval: &str, fetch_wait: &str, alerts: usize, rate: u64) {
@@ -103,7 +103,7 @@ async fn run(interval: &str, fetch_wait: &str, alerts: usize, rate: u64) {
             )
             .await
             .unwrap();
-        let probe_alert = |r: &fjord_core::testkit::Received| r.json()["key"] == "lot_full/P0";
+        let probe_alert = |r: &fjord_testkit::Received| r.json()["key"] == "lot_full/P0";
         let got = receiver
             .wait_for(Duration::from_secs(10), |r| {
                 r[before..].iter().any(probe_alert)

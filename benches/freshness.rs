@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{DemoSpec, client, env_or, summary};
-use fjord_core::testkit::{Tansu, free_port, temp_dir};
+use fjord_testkit::{Tansu, free_port, temp_dir};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
@@ -155,7 +155,7 @@ async fn run(broker: &str, rate: u64, seconds: u64) {
     // the demo writes endpoints.json once everything runs, which is after the server is ready
     let endpoints_path = data.join("endpoints.json");
     assert!(
-        fjord_core::testkit::wait_until(Duration::from_secs(60), || endpoints_path.exists()),
+        fjord_testkit::wait_until(Duration::from_secs(60), || endpoints_path.exists()),
         "the demo did not start"
     );
     let endpoints: Value = serde_json::from_str(

@@ -12,9 +12,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fjord_core::kafka::Topics;
-use fjord_core::testkit::kafka::BridgeRecord;
-use fjord_core::testkit::{Tansu, free_port, temp_dir};
 use fjord_core::time::now_ms;
+use fjord_testkit::kafka::BridgeRecord;
+use fjord_testkit::{Tansu, free_port, temp_dir};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 fn produce(bootstrap: &str, topic: &str, n: u64) {

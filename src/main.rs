@@ -5,7 +5,6 @@ mod cli;
 mod commands;
 mod config_cmd;
 mod demo;
-mod demo_tls;
 mod lifecycle;
 
 use std::process::ExitCode;

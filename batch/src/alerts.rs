@@ -8,14 +8,10 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use arrow::array::{
-    ArrayRef, Date32Builder, Float64Builder, RecordBatch, StringBuilder,
-    TimestampMicrosecondBuilder,
-};
 use deltalake::DeltaTable;
 use fjord_core::config::Config;
 use fjord_core::kafka::Topics;
-use fjord_core::model::{Alert, AlertStatus};
+use fjord_core::model::Alert;
 use fjord_core::time::{epoch_day, now_ms};
 use rdkafka::Message;
 use rdkafka::message::BorrowedMessage;
@@ -139,7 +135,7 @@ pub async fn ingest_alerts(cfg: &Config, lake: &Lake) -> Result<AlertsSummary> {
             let a = commit::append(
                 &mut alerts,
                 "alerts",
-                vec![alerts_batch(&rows)],
+                vec![crate::rows::alerts_batch(&rows)],
                 offset_txns(&cluster, &topic, &after, &moved),
                 "ingest",
             )
@@ -188,67 +184,4 @@ async fn landed_ids(alerts: &DeltaTable, rows: &[Alert]) -> Result<HashSet<Strin
         }
     }
     Ok(ids)
-}
-
-/// The Arrow batch of alert rows ([`fjord_core::schema::alerts`]).
-pub fn alerts_batch(rows: &[Alert]) -> RecordBatch {
-    let n = rows.len();
-    let mut id = StringBuilder::new();
-    let mut key = StringBuilder::new();
-    let mut rule = StringBuilder::new();
-    let mut status = StringBuilder::new();
-    let mut severity = StringBuilder::new();
-    let mut lot = StringBuilder::new();
-    let mut space = StringBuilder::new();
-    let mut gateway = StringBuilder::new();
-    let mut value = Float64Builder::with_capacity(n);
-    let mut threshold = Float64Builder::with_capacity(n);
-    let ts = || TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
-    let (mut started, mut resolved, mut event) = (ts(), ts(), ts());
-    let mut labels = StringBuilder::new();
-    let mut date = Date32Builder::with_capacity(n);
-    for a in rows {
-        id.append_value(&a.id);
-        key.append_value(&a.key);
-        rule.append_value(&a.rule);
-        status.append_value(match a.status {
-            AlertStatus::Firing => "firing",
-            AlertStatus::Resolved => "resolved",
-        });
-        severity.append_value(
-            serde_json::to_value(a.severity)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
-        );
-        lot.append_option(a.lot_id.as_deref());
-        space.append_option(a.space_id.as_deref());
-        gateway.append_option(a.gateway_id.as_deref());
-        value.append_option(a.value);
-        threshold.append_option(a.threshold);
-        started.append_value(a.started_at * 1000);
-        resolved.append_option(a.resolved_at.map(|t| t * 1000));
-        event.append_value(a.event_time * 1000);
-        labels.append_value(serde_json::to_string(&a.labels).unwrap_or_else(|_| "{}".into()));
-        date.append_value(epoch_day(a.event_time));
-    }
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(id.finish()),
-        Arc::new(key.finish()),
-        Arc::new(rule.finish()),
-        Arc::new(status.finish()),
-        Arc::new(severity.finish()),
-        Arc::new(lot.finish()),
-        Arc::new(space.finish()),
-        Arc::new(gateway.finish()),
-        Arc::new(value.finish()),
-        Arc::new(threshold.finish()),
-        Arc::new(started.finish()),
-        Arc::new(resolved.finish()),
-        Arc::new(event.finish()),
-        Arc::new(labels.finish()),
-        Arc::new(date.finish()),
-    ];
-    RecordBatch::try_new(fjord_core::schema::alerts(), columns)
-        .unwrap_or_else(|e| unreachable!("alerts batch does not match its schema: {e}"))
 }

@@ -56,11 +56,8 @@ pub fn start_demo(spec: &DemoSpec<'_>) -> Child {
         .arg(spec.lots)
         .args(["--mqtt-port", &spec.mqtt_port.to_string()])
         .args(["--http-port", &spec.http_port.to_string()])
-        .args(["--pg-port", &fjord_core::testkit::free_port().to_string()])
-        .args([
-            "--flight-port",
-            &fjord_core::testkit::free_port().to_string(),
-        ])
+        .args(["--pg-port", &fjord_testkit::free_port().to_string()])
+        .args(["--flight-port", &fjord_testkit::free_port().to_string()])
         .args(&spec.args)
         .env_remove("FJORD_CONFIG")
         .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))

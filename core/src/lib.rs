@@ -14,7 +14,6 @@
 //! * [`telemetry`] — `tracing` setup and the shared Prometheus registry.
 //! * [`time`], [`duration`] — epoch-millisecond time and config durations.
 //! * [`tls`] — the TLS server configuration of `[tls]` and a TLS listener.
-//! * `testkit` (feature `testkit`) — real brokers on free loopback ports for tests.
 
 pub mod config;
 pub mod decode;
@@ -31,8 +30,6 @@ pub mod secret;
 pub mod serde_ts;
 pub mod sqltext;
 pub mod telemetry;
-#[cfg(feature = "testkit")]
-pub mod testkit;
 pub mod time;
 pub mod tls;
 pub mod topic;

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use fjord_core::config::{Config, MqttProtocol};
 use fjord_core::telemetry::Metrics;
-use fjord_core::testkit::{Mosquitto, Tansu, mqtt, unique_name};
 use fjord_core::time::now_ms;
 use fjord_ingest::metrics::IngestMetrics;
+use fjord_testkit::{Mosquitto, Tansu, mqtt, unique_name};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 fn messages(publisher: usize, n: usize) -> Vec<(String, Vec<u8>)> {

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use fjord_core::config::{BrokerConfig, Credential};
 use fjord_core::telemetry::Metrics;
-use fjord_core::testkit::{free_port, mqtt, unique_name};
 use fjord_ingest::acl::Acl;
 use fjord_ingest::broker::{DropCounter, EmbeddedBroker};
+use fjord_testkit::{free_port, mqtt, unique_name};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;

@@ -1,10 +1,12 @@
-//! Rows of `readings` and `quarantine` (docs/contract.md §6) and their Arrow batches. Pure: no I/O.
+//! Rows of the lake's tables (docs/contract.md §6) and their Arrow batches, one encoder per
+//! schema: `readings`, `quarantine`, `occupancy_<size>`, `alerts`. Pure: no I/O. A test encodes
+//! rows with every optional column set and unset and checks each batch against its schema.
 
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Int16Builder, Int32Builder,
-    Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+    ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Float64Builder, Int16Builder,
+    Int32Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
 };
 use fjord_core::model::Reading;
 use fjord_core::time::{TimestampMs, epoch_day};
@@ -190,7 +192,6 @@ pub fn quarantine_batch(rows: &[QuarantineRow]) -> RecordBatch {
 
 /// The Arrow batch of occupancy windows ([`fjord_core::schema::occupancy`]), dated by window start.
 pub fn occupancy_batch(windows: &[fjord_core::model::OccupancyWindow]) -> RecordBatch {
-    use arrow::array::Float64Builder;
     let n = windows.len();
     let mut lot = StringBuilder::with_capacity(n, n * 8);
     let mut start = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
@@ -238,6 +239,69 @@ pub fn occupancy_batch(windows: &[fjord_core::model::OccupancyWindow]) -> Record
         .unwrap_or_else(|e| unreachable!("occupancy batch does not match its schema: {e}"))
 }
 
+/// The Arrow batch of alert rows ([`fjord_core::schema::alerts`]).
+pub fn alerts_batch(rows: &[fjord_core::model::Alert]) -> RecordBatch {
+    let n = rows.len();
+    let mut id = StringBuilder::new();
+    let mut key = StringBuilder::new();
+    let mut rule = StringBuilder::new();
+    let mut status = StringBuilder::new();
+    let mut severity = StringBuilder::new();
+    let mut lot = StringBuilder::new();
+    let mut space = StringBuilder::new();
+    let mut gateway = StringBuilder::new();
+    let mut value = Float64Builder::with_capacity(n);
+    let mut threshold = Float64Builder::with_capacity(n);
+    let ts = || TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+    let (mut started, mut resolved, mut event) = (ts(), ts(), ts());
+    let mut labels = StringBuilder::new();
+    let mut date = Date32Builder::with_capacity(n);
+    for a in rows {
+        id.append_value(&a.id);
+        key.append_value(&a.key);
+        rule.append_value(&a.rule);
+        status.append_value(match a.status {
+            fjord_core::model::AlertStatus::Firing => "firing",
+            fjord_core::model::AlertStatus::Resolved => "resolved",
+        });
+        severity.append_value(
+            serde_json::to_value(a.severity)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+        );
+        lot.append_option(a.lot_id.as_deref());
+        space.append_option(a.space_id.as_deref());
+        gateway.append_option(a.gateway_id.as_deref());
+        value.append_option(a.value);
+        threshold.append_option(a.threshold);
+        started.append_value(a.started_at * 1000);
+        resolved.append_option(a.resolved_at.map(|t| t * 1000));
+        event.append_value(a.event_time * 1000);
+        labels.append_value(serde_json::to_string(&a.labels).unwrap_or_else(|_| "{}".into()));
+        date.append_value(epoch_day(a.event_time));
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(id.finish()),
+        Arc::new(key.finish()),
+        Arc::new(rule.finish()),
+        Arc::new(status.finish()),
+        Arc::new(severity.finish()),
+        Arc::new(lot.finish()),
+        Arc::new(space.finish()),
+        Arc::new(gateway.finish()),
+        Arc::new(value.finish()),
+        Arc::new(threshold.finish()),
+        Arc::new(started.finish()),
+        Arc::new(resolved.finish()),
+        Arc::new(event.finish()),
+        Arc::new(labels.finish()),
+        Arc::new(date.finish()),
+    ];
+    RecordBatch::try_new(fjord_core::schema::alerts(), columns)
+        .unwrap_or_else(|e| unreachable!("alerts batch does not match its schema: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,6 +337,83 @@ mod tests {
         assert_eq!(fjord_core::time::format_date(dates.value(0)), "2026-11-21");
         assert_eq!(batch.schema(), fjord_core::schema::readings());
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn every_encoder_takes_rows_with_optional_columns_set_and_unset() {
+        use fjord_core::model::{Alert, AlertStatus, OccupancyWindow, Severity, WindowSource};
+        let bare = Reading {
+            battery: None,
+            ..reading(0)
+        };
+        let mut b = ReadingsBuilder::default();
+        b.push(
+            &Reading {
+                extra: Some("{\"x\":1}".into()),
+                ..reading(0)
+            },
+            &Origin {
+                mqtt_topic: Some("parking/L1/S1".into()),
+                received_at: Some(5),
+                partition: Some(1),
+                offset: Some(2),
+            },
+        );
+        b.push(&bare, &Origin::default());
+        assert_eq!(b.finish().schema(), fjord_core::schema::readings());
+        let alert = Alert {
+            id: "a".into(),
+            key: "lot_full/L1".into(),
+            rule: "lot_full".into(),
+            status: AlertStatus::Firing,
+            severity: Severity::Warning,
+            lot_id: Some("L1".into()),
+            space_id: Some("S1".into()),
+            gateway_id: Some("G1".into()),
+            value: Some(0.95),
+            threshold: Some(0.9),
+            started_at: 1,
+            resolved_at: Some(2),
+            event_time: 2,
+            labels: [("k".to_owned(), "v".to_owned())].into(),
+        };
+        let resolved = Alert {
+            status: AlertStatus::Resolved,
+            lot_id: None,
+            space_id: None,
+            gateway_id: None,
+            value: None,
+            threshold: None,
+            resolved_at: None,
+            labels: Default::default(),
+            ..alert.clone()
+        };
+        let batch = alerts_batch(&[alert, resolved]);
+        assert_eq!(batch.schema(), fjord_core::schema::alerts());
+        assert_eq!(batch.num_rows(), 2);
+        let window = OccupancyWindow {
+            lot_id: "L1".into(),
+            window_start: 0,
+            window_end: 60_000,
+            capacity: 10,
+            occupied_avg: 2.5,
+            occupancy_ratio: 0.25,
+            occupied_end: 3,
+            arrivals: 1,
+            departures: 0,
+            readings: 4,
+            source: WindowSource::Speed,
+        };
+        let batch = occupancy_batch(&[window]);
+        assert_eq!(batch.num_rows(), 1);
+        for empty in [
+            occupancy_batch(&[]).num_rows(),
+            alerts_batch(&[]).num_rows(),
+            quarantine_batch(&[]).num_rows(),
+            ReadingsBuilder::default().finish().num_rows(),
+        ] {
+            assert_eq!(empty, 0);
+        }
     }
 
     #[test]

@@ -8,16 +8,31 @@
 //! allocating. The estimate is an upper bound where one is cheap (4 bytes per padded character),
 //! else the exact size.
 //!
-//! Capped: `repeat`, `lpad`, `rpad`, `replace`, `regexp_replace`, `array_repeat`, `array_resize`,
-//! `array_to_string`, `array_replace`, `array_replace_n`, `array_replace_all`, `range` and
-//! `generate_series` (as scalar functions returning a list), with their aliases.
+//! Capped: `repeat`, `lpad`, `rpad`, `replace`, `regexp_replace`, `concat`, `concat_ws`,
+//! `array_repeat`, `array_resize`, `array_to_string`, `array_replace`, `array_replace_n`,
+//! `array_replace_all`, `array_concat`, `array_append`, `array_prepend`, `range` and
+//! `generate_series` (as scalar functions returning a list), with their aliases, and the `||`
+//! operator: a chain of CTEs that each double a value (`s || s`) stops at the cap instead of
+//! building gigabytes outside the pool. `||` on text becomes [`StrictConcat`] (the capped `concat`,
+//! NULL when either side is NULL, as the operator is); on lists DataFusion's planner makes it
+//! `array_concat`/`array_append`/`array_prepend` from its built-in instances, which the
+//! [`CapRewrite`] swaps for the session's capped ones.
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, Int64Array};
+use arrow::buffer::NullBuffer;
 use arrow::datatypes::{DataType, FieldRef, IntervalMonthDayNanoType, TimeUnit};
-use datafusion::common::{DataFusionError, Result as DfResult};
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::Transformed;
+use datafusion::common::{DFSchema, DataFusionError, Result as DfResult, ScalarValue};
 use datafusion::execution::FunctionRegistry;
+use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::expr_rewriter::FunctionRewrite;
 use datafusion::logical_expr::{
-    ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    BinaryExpr, ColumnarValue, Expr, ExprSchemable, Operator, ReturnFieldArgs, ScalarFunctionArgs,
+    ScalarUDF, ScalarUDFImpl, Signature,
 };
 use datafusion::prelude::SessionContext;
 
@@ -44,6 +59,14 @@ enum Size {
     ReplaceElements,
     /// `range`/`generate_series([start,] stop[, step])`: the number of steps × 8 bytes.
     Series,
+    /// `concat(a, b, …)`, `||`: the sum of the arguments; `concat_ws(sep, a, b, …)` adds a
+    /// separator between each two.
+    Concat {
+        /// The first argument is a separator (`concat_ws`).
+        separator: bool,
+    },
+    /// `array_concat`, `array_append`, `array_prepend`: the sum of the arguments' sizes.
+    Lists,
 }
 
 /// DataFusion's function, with its result size checked before it runs.
@@ -70,6 +93,11 @@ pub fn register(ctx: &SessionContext, cap_bytes: u64) -> DfResult<()> {
         ("array_replace_all", Size::ReplaceElements),
         ("range", Size::Series),
         ("generate_series", Size::Series),
+        ("concat", Size::Concat { separator: false }),
+        ("concat_ws", Size::Concat { separator: true }),
+        ("array_concat", Size::Lists),
+        ("array_append", Size::Lists),
+        ("array_prepend", Size::Lists),
     ] {
         let Ok(inner) = ctx.udf(name) else {
             return Err(DataFusionError::Plan(format!(
@@ -82,7 +110,128 @@ pub fn register(ctx: &SessionContext, cap_bytes: u64) -> DfResult<()> {
             cap_bytes,
         }));
     }
+    // what the planner builds from `||`, capped too
+    let mut capped = HashMap::new();
+    for name in ["array_concat", "array_append", "array_prepend", "concat"] {
+        capped.insert(name, ctx.udf(name)?);
+    }
+    let string = Arc::new(ScalarUDF::new_from_impl(StrictConcat {
+        concat: capped["concat"].as_ref().clone(),
+    }));
+    capped.remove("concat");
+    ctx.state_ref()
+        .write()
+        .register_function_rewrite(Arc::new(CapRewrite { string, capped }))?;
     Ok(())
+}
+
+/// `a || b` on text: the capped `concat`, but NULL when either side is NULL (`concat` skips
+/// NULLs; the operator does not).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct StrictConcat {
+    concat: ScalarUDF,
+}
+
+impl ScalarUDFImpl for StrictConcat {
+    fn name(&self) -> &str {
+        "string_concat"
+    }
+
+    fn signature(&self) -> &Signature {
+        self.concat.signature()
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        self.concat.return_type(arg_types)
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
+        self.concat.coerce_types(arg_types)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let any_null_constant = args
+            .args
+            .iter()
+            .any(|a| matches!(a, ColumnarValue::Scalar(s) if s.is_null()));
+        if any_null_constant {
+            let null = ScalarValue::try_from(args.return_field.data_type())?;
+            return Ok(ColumnarValue::Scalar(null));
+        }
+        let each: Vec<Option<NullBuffer>> = args
+            .args
+            .iter()
+            .map(|a| match a {
+                ColumnarValue::Array(a) => a.logical_nulls(),
+                ColumnarValue::Scalar(_) => None,
+            })
+            .collect();
+        let nulls = NullBuffer::union_many(each.iter().map(Option::as_ref));
+        let rows = args.number_rows;
+        let out = self.concat.invoke_with_args(args)?;
+        let Some(nulls) = nulls else { return Ok(out) };
+        let out = out.into_array(rows)?;
+        let nulls = NullBuffer::union(out.logical_nulls().as_ref(), Some(&nulls));
+        let data = out.to_data().into_builder().nulls(nulls).build()?;
+        Ok(ColumnarValue::Array(arrow::array::make_array(data)))
+    }
+}
+
+/// Runs before type coercion: `||` on anything but lists becomes [`StrictConcat`], and the
+/// built-in list functions the planner made of `||` become the session's capped ones.
+#[derive(Debug)]
+struct CapRewrite {
+    string: Arc<ScalarUDF>,
+    capped: HashMap<&'static str, Arc<ScalarUDF>>,
+}
+
+impl FunctionRewrite for CapRewrite {
+    fn name(&self) -> &str {
+        "fjord_capped_concat"
+    }
+
+    fn rewrite(
+        &self,
+        expr: Expr,
+        schema: &DFSchema,
+        _config: &ConfigOptions,
+    ) -> DfResult<Transformed<Expr>> {
+        match expr {
+            Expr::BinaryExpr(BinaryExpr {
+                left,
+                op: Operator::StringConcat,
+                right,
+            }) => {
+                let list = |e: &Expr| {
+                    matches!(
+                        e.get_type(schema),
+                        Ok(DataType::List(_)
+                            | DataType::LargeList(_)
+                            | DataType::FixedSizeList(..))
+                    )
+                };
+                if list(&left) || list(&right) {
+                    return Ok(Transformed::no(Expr::BinaryExpr(BinaryExpr {
+                        left,
+                        op: Operator::StringConcat,
+                        right,
+                    })));
+                }
+                Ok(Transformed::yes(Expr::ScalarFunction(
+                    ScalarFunction::new_udf(self.string.clone(), vec![*left, *right]),
+                )))
+            }
+            Expr::ScalarFunction(f) if !f.func.inner().is::<Capped>() => {
+                match self.capped.get(f.func.name()) {
+                    Some(capped) => Ok(Transformed::yes(Expr::ScalarFunction(
+                        ScalarFunction::new_udf(capped.clone(), f.args),
+                    ))),
+                    None => Ok(Transformed::no(Expr::ScalarFunction(f))),
+                }
+            }
+            other => Ok(Transformed::no(other)),
+        }
+    }
 }
 
 /// One argument as numbers per row: a constant, or one value per row.
@@ -131,6 +280,14 @@ fn byte_len(a: &ArrayRef) -> DfResult<Int64Array> {
             Ok(Int64Array::from(vec![each; a.len()]))
         }
     }
+}
+
+/// Bytes of an argument for the whole batch (a constant counts once per row).
+fn total_bytes(arg: &ColumnarValue, rows: usize) -> DfResult<u128> {
+    Ok(match per_row(arg, byte_len)? {
+        Col::One(v) => (v.unwrap_or(0).max(0) as u128).saturating_mul(rows.max(1) as u128),
+        Col::Many(a) => a.iter().flatten().map(|v| v.max(0) as u128).sum(),
+    })
 }
 
 /// What a series steps over: plain numbers, days (dates) or nanoseconds (timestamps).
@@ -320,6 +477,22 @@ impl Capped {
                     steps.saturating_mul(8)
                 })
             }
+            Size::Concat { separator } => {
+                let mut total = 0u128;
+                for a in args {
+                    total = total.saturating_add(total_bytes(a, rows)?);
+                }
+                if separator && args.len() > 2 {
+                    let between = (args.len() - 2) as u128;
+                    total =
+                        total.saturating_add(total_bytes(&args[0], rows)?.saturating_mul(between));
+                }
+                total
+            }
+            Size::Lists => args
+                .iter()
+                .map(|a| values_bytes(a, rows))
+                .fold(0u128, u128::saturating_add),
             _ => 0,
         })
     }
@@ -396,6 +569,9 @@ mod tests {
             "SELECT range(1, 1000), generate_series(1, 1000)",
             "SELECT range(DATE '2026-01-01', DATE '2026-12-31', INTERVAL '1 day')",
             "SELECT repeat('x', v) FROM generate_series(1, 100) t(v)",
+            "SELECT 'a' || 'b', concat('a', NULL, 'b'), concat_ws(',', 'a', 'b', 'c')",
+            "SELECT [1, 2] || [3], [1] || 2, 0 || [1], array_concat([1], [2]), array_append([1], 3)",
+            "WITH a AS (SELECT repeat('x', 1000) s), b AS (SELECT s || s s FROM a) SELECT s || s FROM b",
         ] {
             assert!(
                 run(&ctx, ok).await.is_ok(),
@@ -442,6 +618,31 @@ mod tests {
                 "SELECT range(TIMESTAMP '2000-01-15', TIMESTAMP '2000-01-16', INTERVAL '1 month' - INTERVAL '31 days')",
                 "range()",
             ),
+            // a chain of CTEs, each doubling its value
+            (
+                "WITH a AS (SELECT repeat('x', 300000) s), b AS (SELECT s || s s FROM a), \
+                 c AS (SELECT s || s s FROM b) SELECT length(s || s) FROM c",
+                "concat()",
+            ),
+            (
+                "WITH a AS (SELECT repeat('x', 300000) s), b AS (SELECT concat(s, s, s) s FROM a) \
+                 SELECT length(concat(s, s)) FROM b",
+                "concat()",
+            ),
+            (
+                "SELECT length(concat_ws(repeat('x', 200000), 'a', 'b', 'c', 'd', 'e', 'f', 'g'))",
+                "concat_ws()",
+            ),
+            (
+                "WITH a AS (SELECT array_repeat('x', 50000) l), b AS (SELECT l || l l FROM a), \
+                 c AS (SELECT l || l l FROM b) SELECT cardinality(l || l) FROM c",
+                "array_concat()",
+            ),
+            (
+                "WITH a AS (SELECT array_repeat(repeat('x', 1000), 1000) l) \
+                 SELECT array_append(l, repeat('y', 100000)) FROM a",
+                "array_append()",
+            ),
             // per row small, for the batch too large
             (
                 "SELECT length(repeat('x', 1000 + v % 2)) FROM generate_series(1, 5000) t(v)",
@@ -455,6 +656,33 @@ mod tests {
                 "{refused}: {e}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn the_concat_operator_is_null_when_either_side_is_as_it_was() {
+        let ctx = SessionContext::new();
+        register(&ctx, 1024 * 1024).unwrap();
+        let b = ctx
+            .sql(
+                "SELECT s || t AS st, concat(s, t) AS c, 'x' || NULL IS NULL AS n \
+                 FROM (VALUES ('a', NULL), ('b', 'c'), (NULL, 'd')) v(s, t) ORDER BY c",
+            )
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let text = arrow::util::pretty::pretty_format_batches(&b)
+            .unwrap()
+            .to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[1].split_whitespace().collect::<String>(), "|st|c|n|");
+        assert_eq!(lines[3].split_whitespace().collect::<String>(), "||a|true|");
+        assert_eq!(
+            lines[4].split_whitespace().collect::<String>(),
+            "|bc|bc|true|"
+        );
+        assert_eq!(lines[5].split_whitespace().collect::<String>(), "||d|true|");
     }
 
     #[test]

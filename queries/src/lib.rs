@@ -11,8 +11,9 @@
 //! * [`runtime`] — the query threads: a large stack, apart from ingest and health checks.
 //! * [`exec`] — one query within its time, row and byte limits.
 //! * [`format`] — results as a text table, CSV or JSON (`fjord sql`).
-//! * [`http`] — `fjord serve`'s HTTP API and dashboard; [`pg`] — the Postgres wire protocol;
-//!   [`flight`] — Arrow Flight SQL.
+//! * [`http`] — `fjord serve`'s HTTP API and dashboard; [`pg`] — the Postgres wire protocol
+//!   (its SQL-level prepared statements per connection: [`prepared`]); [`flight`] — Arrow
+//!   Flight SQL.
 //! * [`serve`] — starts the feed and every interface.
 
 pub mod analyst;
@@ -28,6 +29,7 @@ pub mod http;
 pub mod limits;
 pub mod metrics;
 pub mod pg;
+pub mod prepared;
 pub mod runtime;
 pub mod serve;
 pub mod speed;

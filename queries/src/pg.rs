@@ -10,7 +10,9 @@
 //! * the time, row and byte limits, applied to the row stream of every result (produced on the
 //!   query threads, so the time limit holds while a client does not read), and the memory limit's
 //!   error named — each ends only that query;
-//! * every connection served on the query threads ([`crate::runtime`]).
+//! * every connection served on the query threads ([`crate::runtime`]);
+//! * SQL-level `PREPARE`/`EXECUTE`/`DEALLOCATE` names scoped to their connection
+//!   ([`crate::prepared`]).
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -44,7 +46,33 @@ use crate::auth::{Credentials, USER};
 use crate::catalog::Catalog;
 use crate::limits::Limits;
 use crate::metrics::{QueryMetrics, outcome};
+use crate::prepared::Scopes;
 use crate::{Error, Result};
+
+/// The connection's number, in its `pgwire` metadata (set at startup).
+const CONNECTION: &str = "fjord.connection";
+
+fn connection_of(client: &impl ClientInfo) -> Option<u64> {
+    client.metadata().get(CONNECTION)?.parse().ok()
+}
+
+/// `sql` with its SQL-level prepared statements scoped to the client's connection.
+fn scoped<'a>(
+    scopes: &Scopes,
+    client: &impl ClientInfo,
+    sql: &'a str,
+) -> PgWireResult<std::borrow::Cow<'a, str>> {
+    let Some(conn) = connection_of(client) else {
+        return Ok(sql.into());
+    };
+    match crate::prepared::scoped(sql, conn) {
+        None => Ok(sql.into()),
+        Some((text, changes)) => {
+            scopes.apply(conn, &changes).map_err(|e| to_pg(&e))?;
+            Ok(text.into())
+        }
+    }
+}
 
 /// Client settings a driver may `SET` (kept per connection by `datafusion-postgres`).
 const CLIENT_SETTINGS: [&str; 9] = [
@@ -197,6 +225,8 @@ impl AuthSource for TokenAuth {
 struct Startup {
     inner: SASLAuthStartupHandler<DefaultServerParameterProvider>,
     require_tls: bool,
+    /// The connection's number.
+    conn: u64,
 }
 
 #[async_trait]
@@ -211,6 +241,9 @@ impl StartupHandler for Startup {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        client
+            .metadata_mut()
+            .insert(CONNECTION.to_owned(), self.conn.to_string());
         if self.require_tls && !client.is_secure() {
             return Err(pg_error(
                 "28000",
@@ -229,9 +262,22 @@ struct Handlers {
     metrics: QueryMetrics,
     auth: Arc<TokenAuth>,
     require_tls: bool,
+    /// The session all connections share (to drop a closed connection's prepared statements).
+    ctx: Arc<SessionContext>,
+    scopes: Arc<Scopes>,
 }
 
 impl Handlers {
+    /// Drops what connection `conn` prepared with SQL-level `PREPARE` (it has closed).
+    async fn forget(&self, conn: u64) {
+        for name in self.scopes.take(conn) {
+            let sql = format!("DEALLOCATE \"{}\"", name.replace('"', "\"\""));
+            if let Err(e) = self.ctx.sql(&sql).await {
+                tracing::debug!(%name, error = %e, "prepared statement of a closed connection");
+            }
+        }
+    }
+
     /// `run` (planning and starting a statement) within the deadline; failures counted.
     async fn planned<T>(
         &self,
@@ -350,7 +396,8 @@ impl SimpleQueryHandler for Handlers {
                 .observe("pg", outcome(Some(&e)), started.elapsed().as_secs_f64());
             return Err(to_pg(&e));
         }
-        let run = SimpleQueryHandler::do_query(self.inner.as_ref(), client, query);
+        let query = scoped(&self.scopes, client, query)?;
+        let run = SimpleQueryHandler::do_query(self.inner.as_ref(), client, &query);
         let responses = self.planned(run, started, deadline).await?;
         Ok(responses
             .into_iter()
@@ -368,6 +415,7 @@ impl ExtendedQueryHandler for Handlers {
         Arc::new(BoundedParser {
             inner: self.inner.query_parser(),
             shape: self.limits.sql,
+            scopes: self.scopes.clone(),
         })
     }
 
@@ -398,6 +446,7 @@ type DfParser = <DfSessionService as ExtendedQueryHandler>::QueryParser;
 struct BoundedParser {
     inner: Arc<DfParser>,
     shape: crate::guard::Shape,
+    scopes: Arc<Scopes>,
 }
 
 #[async_trait]
@@ -419,7 +468,8 @@ impl pgwire::api::stmt::QueryParser for BoundedParser {
         {
             return Err(to_pg(&e));
         }
-        self.inner.parse_sql(client, sql, types).await
+        let sql = scoped(&self.scopes, client, sql)?;
+        self.inner.parse_sql(client, &sql, types).await
     }
 
     fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<pgwire::api::Type>> {
@@ -435,25 +485,29 @@ impl pgwire::api::stmt::QueryParser for BoundedParser {
     }
 }
 
-/// The handler set of one server.
-struct Factory(Arc<Handlers>);
+/// The handler set of one connection.
+struct Factory {
+    handlers: Arc<Handlers>,
+    conn: u64,
+}
 
 impl PgWireServerHandlers for Factory {
     fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
-        self.0.clone()
+        self.handlers.clone()
     }
 
     fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
-        self.0.clone()
+        self.handlers.clone()
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
         // one per connection: the SASL exchange keeps its state in the handler
-        let scram = ScramAuth::new(self.0.auth.clone());
+        let scram = ScramAuth::new(self.handlers.auth.clone());
         Arc::new(Startup {
             inner: SASLAuthStartupHandler::new(Arc::new(DefaultServerParameterProvider::default()))
                 .with_scram(scram),
-            require_tls: self.0.require_tls,
+            require_tls: self.handlers.require_tls,
+            conn: self.conn,
         })
     }
 }
@@ -476,16 +530,18 @@ pub async fn serve(
         Arc::new(TransactionStatementHook),
     ];
     let handlers = Arc::new(Handlers {
-        inner: Arc::new(DfSessionService::new_with_hooks(ctx, hooks)),
+        inner: Arc::new(DfSessionService::new_with_hooks(ctx.clone(), hooks)),
         limits: catalog.limits(),
         runtime: catalog.runtime().clone(),
         metrics,
         auth: Arc::new(TokenAuth::new(&credentials)),
         require_tls: tls.is_some(),
+        ctx,
+        scopes: Arc::default(),
     });
     let acceptor = tls.map(fjord_core::tls::TlsAcceptor::from);
     let runtime = handlers.runtime.clone();
-    let factory = Arc::new(Factory(handlers));
+    let mut next_conn = 0u64;
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -498,12 +554,19 @@ pub async fn serve(
                 continue;
             }
         };
-        let (factory, acceptor) = (factory.clone(), acceptor.clone());
+        next_conn += 1;
+        let factory = Arc::new(Factory {
+            handlers: handlers.clone(),
+            conn: next_conn,
+        });
+        let acceptor = acceptor.clone();
         // parsing, planning and executing happen in the connection's task: on the query threads
         runtime.handle().spawn(async move {
+            let handlers = factory.handlers.clone();
             if let Err(e) = pgwire::tokio::process_socket(socket, acceptor, factory).await {
                 tracing::debug!(%peer, error = %e, "postgres connection ended with an error");
             }
+            handlers.forget(next_conn).await;
         });
     }
 }

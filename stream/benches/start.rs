@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use fjord_core::config::Config;
 use fjord_core::kafka::Topics;
-use fjord_core::testkit::kafka::BridgeRecord;
 use fjord_core::time::now_ms;
+use fjord_testkit::kafka::BridgeRecord;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 

@@ -1,0 +1,80 @@
+//! The consumer's rebalance callbacks: commit before partitions are taken away, restore each
+//! assigned partition's state before its first record.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rdkafka::ClientContext;
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use tracing::{error, info, warn};
+
+use super::processor::Processor;
+
+/// The processor, locked (a panic elsewhere does not poison it for the rest of the run).
+pub(super) fn lock(shared: &Mutex<Processor>) -> MutexGuard<'_, Processor> {
+    shared
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The consumer's context: the rebalance callbacks over the shared processor.
+pub(super) struct Ctx {
+    pub(super) shared: Arc<Mutex<Processor>>,
+}
+
+impl ClientContext for Ctx {}
+
+impl ConsumerContext for Ctx {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let mut p = lock(&self.shared);
+            // commit what was processed before the partitions go to another instance
+            if let Err(e) = p.commit(consumer) {
+                error!(error = %e, "commit before revocation failed");
+                p.fatal.get_or_insert(e);
+            }
+            for e in tpl.elements() {
+                if e.topic() == p.topics.presence {
+                    p.presence.remove(&e.partition());
+                } else {
+                    p.states.remove(&e.partition());
+                }
+            }
+            info!(partitions = ?tpl.elements().iter().map(|e| e.partition()).collect::<Vec<_>>(), "partitions revoked");
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let mut p = lock(&self.shared);
+                let partitions: Vec<(String, i32)> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_owned(), e.partition()))
+                    .collect();
+                for (topic, partition) in &partitions {
+                    let restored = if *topic == p.topics.presence {
+                        p.restore_presence(*partition)
+                    } else {
+                        p.restore(*partition)
+                    };
+                    if let Err(e) = restored {
+                        error!(%topic, partition, error = %e, "cannot restore a partition's state");
+                        p.fatal.get_or_insert(e);
+                    }
+                }
+                let (presence, readings): (Vec<_>, Vec<_>) = partitions
+                    .iter()
+                    .partition(|(t, _)| *t == p.topics.presence);
+                let numbers =
+                    |v: Vec<&(String, i32)>| v.iter().map(|(_, n)| *n).collect::<Vec<_>>();
+                if !presence.is_empty() {
+                    info!(partitions = ?numbers(presence), "presence partitions assigned and restored");
+                }
+                info!(partitions = ?numbers(readings), "partitions assigned and restored");
+            }
+            Rebalance::Error(e) => warn!(error = %e, "rebalance error"),
+            Rebalance::Revoke(_) => {}
+        }
+    }
+}
