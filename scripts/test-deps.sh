@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what fjord's tests need, skipping what is already there (a second run takes seconds):
-#   * Debian packages: mosquitto (MQTT broker for tests), postgresql-client (psql, the real client of
+#   * Debian packages: mosquitto (MQTT broker for tests), mosquitto-clients (mosquitto_pub, the
+#     client a newcomer uses against `fjord demo`), postgresql-client (psql, the real client of
 #     the Postgres wire tests), chromium and nodejs/npm (the dashboard's browser test) and the C build
 #     prerequisites of librdkafka;
 #   * playwright-core from npm into ~/.cache/fjord-ci/node (drives chromium);
@@ -25,6 +26,7 @@ missing=()
 for pkg in mosquitto pkg-config zlib1g-dev libssl-dev build-essential; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
+command -v mosquitto_pub >/dev/null || missing+=(mosquitto-clients)
 command -v psql >/dev/null || missing+=(postgresql-client)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v node >/dev/null || missing+=(nodejs)

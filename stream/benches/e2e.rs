@@ -1,8 +1,10 @@
-//! End-to-end throughput from Kafka: readings produced to librdkafka's mock cluster (the one broker
-//! here with transactions), then consumed by the stream processor with exactly-once (transactions
-//! every `commit_interval`) and at-least-once, next to the broker's own consume rate measured the
+//! End-to-end throughput from Kafka: readings produced beforehand to librdkafka's mock cluster (the
+//! one broker here with transactions; 12 partitions) and to tansu (6 partitions), then consumed by
+//! the stream processor — exactly-once (transactions every `commit_interval`) and at-least-once on
+//! the mock cluster, at-least-once on tansu — next to the broker's own consume rate measured the
 //! same way (a plain consumer reading the same records).
-//! Run: `cargo bench -p fjord-stream --bench e2e` (env `N`, default 150000; the mock cluster keeps at most 5 MB per partition).
+//! Run: `cargo bench -p fjord-stream --bench e2e` (env `N`, default 150000 — the mock cluster keeps
+//! at most 5 MB per partition; `BROKERS=mock,tansu`, the default, or one of them).
 
 mod common;
 
@@ -17,7 +19,9 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
-const PARTITIONS: i32 = 12;
+/// Input partitions on librdkafka's mock cluster and on tansu.
+const MOCK_PARTITIONS: i32 = 12;
+const TANSU_PARTITIONS: i32 = 6;
 
 fn produce(bootstrap: &str, topic: &str, n: usize) {
     let p: BaseProducer = rdkafka::ClientConfig::new()
@@ -62,14 +66,14 @@ fn produce(bootstrap: &str, topic: &str, n: usize) {
     p.flush(Duration::from_secs(60)).unwrap();
 }
 
-fn broker_consume_rate(bootstrap: &str, topic: &str, n: usize) -> f64 {
+fn broker_consume_rate(bootstrap: &str, topic: &str, partitions: i32, n: usize) -> f64 {
     let c: BaseConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
-        .set("group.id", "bench-raw")
+        .set("group.id", format!("bench-raw-{topic}"))
         .create()
         .unwrap();
     let mut tpl = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
+    for p in 0..partitions {
         tpl.add_partition_offset(topic, p, Offset::Beginning)
             .unwrap();
     }
@@ -118,6 +122,48 @@ fn stream_rate(
     (rate, summary.commits)
 }
 
+/// One line of the report.
+struct Row {
+    broker: &'static str,
+    partitions: i32,
+    guarantee: ProcessingGuarantee,
+    rate: f64,
+    raw: f64,
+    commits: u64,
+}
+
+/// Produces `n` readings under a fresh topic prefix, measures the plain consume rate, then the
+/// stream processor's.
+fn measure(
+    broker: &'static str,
+    bootstrap: &str,
+    partitions: i32,
+    guarantee: ProcessingGuarantee,
+    n: usize,
+    create: &dyn Fn(&Topics, &str),
+) -> Row {
+    let prefix = format!("bench-{broker}-{guarantee:?}.");
+    let mut kafka = fjord_core::config::KafkaConfig::default();
+    kafka.topic_prefix = prefix.clone();
+    let topics = Topics::new(&kafka);
+    create(&topics, &prefix);
+    let t = Instant::now();
+    produce(bootstrap, &topics.readings, n);
+    eprintln!("{broker}: produced {n} in {:?}", t.elapsed());
+    let raw = broker_consume_rate(bootstrap, &topics.readings, partitions, n);
+    eprintln!("{broker}: raw consume {raw:.0}/s");
+    let (rate, commits) = stream_rate(bootstrap, &prefix, guarantee, n);
+    eprintln!("{broker} {guarantee:?}: {rate:.0}/s");
+    Row {
+        broker,
+        partitions,
+        guarantee,
+        rate,
+        raw,
+        commits,
+    }
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -126,36 +172,67 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(150_000);
-    let cluster = MockCluster::new(1).unwrap();
-    let bootstrap = cluster.bootstrap_servers();
-    let mut rates = Vec::new();
-    for guarantee in [
-        ProcessingGuarantee::ExactlyOnce,
-        ProcessingGuarantee::AtLeastOnce,
-    ] {
-        let prefix = format!("bench{}.", rates.len());
-        let mut kafka = fjord_core::config::KafkaConfig::default();
-        kafka.topic_prefix = prefix.clone();
-        let topics = Topics::new(&kafka);
-        for t in topics.all() {
-            cluster.create_topic(t, PARTITIONS, 1).unwrap();
+    let brokers = std::env::var("BROKERS").unwrap_or_else(|_| "mock,tansu".into());
+    let mut rows = Vec::new();
+    if brokers.split(',').any(|b| b == "mock") {
+        let cluster = MockCluster::new(1).unwrap();
+        let bootstrap = cluster.bootstrap_servers();
+        for guarantee in [
+            ProcessingGuarantee::ExactlyOnce,
+            ProcessingGuarantee::AtLeastOnce,
+        ] {
+            let create = |topics: &Topics, _: &str| {
+                for t in topics.all() {
+                    cluster.create_topic(t, MOCK_PARTITIONS, 1).unwrap();
+                }
+            };
+            rows.push(measure(
+                "mock cluster",
+                &bootstrap,
+                MOCK_PARTITIONS,
+                guarantee,
+                n,
+                &create,
+            ));
         }
-        let t = Instant::now();
-        produce(&bootstrap, &topics.readings, n);
-        eprintln!("produced {n} in {:?}", t.elapsed());
-        let raw = broker_consume_rate(&bootstrap, &topics.readings, n);
-        eprintln!("raw consume {raw:.0}/s");
-        let (rate, commits) = stream_rate(&bootstrap, &prefix, guarantee, n);
-        eprintln!("{guarantee:?}: {rate:.0}/s");
-        rates.push((guarantee, rate, raw, commits));
+        std::mem::forget(cluster);
+    }
+    if brokers.split(',').any(|b| b == "tansu") {
+        // tansu has no transactions: at least once only
+        let tansu = fjord_testkit::Tansu::start().expect("tansu (bash scripts/test-deps.sh)");
+        let bootstrap = tansu.bootstrap();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let create = |_: &Topics, prefix: &str| {
+            let mut config = Config::default();
+            config.kafka.brokers = bootstrap.clone();
+            config.kafka.topic_prefix = prefix.to_owned();
+            config.kafka.partitions = TANSU_PARTITIONS;
+            runtime
+                .block_on(fjord_stream::runtime::ensure_topics(&config))
+                .unwrap();
+        };
+        rows.push(measure(
+            "tansu",
+            &bootstrap,
+            TANSU_PARTITIONS,
+            ProcessingGuarantee::AtLeastOnce,
+            n,
+            &create,
+        ));
     }
     println!(
-        "{n} readings, {PARTITIONS} partitions, librdkafka mock cluster, commit interval 100ms:"
+        "{n} readings filled beforehand, commit interval 100ms, this machine's 2 cores shared with the broker:"
     );
-    for (g, rate, raw, commits) in rates {
+    for r in rows {
         println!(
-            "  {g:?}: stream processor {rate:>9.0} readings/s ({commits} commits); broker's plain consume rate {raw:>9.0} records/s"
+            "  {:<12} {:>2} partitions {:?}: stream processor {:>9.0} readings/s ({} commits); plain consumer {:>9.0} records/s ({:.2}x)",
+            r.broker,
+            r.partitions,
+            r.guarantee,
+            r.rate,
+            r.commits,
+            r.raw,
+            r.rate / r.raw
         );
     }
-    std::mem::forget(cluster);
 }

@@ -395,6 +395,74 @@ async fn demo_runs_embedded_brokers_and_stops_cleanly() {
         answers[0]
     );
 
+    // The command the demo prints, with Debian's mosquitto_pub: the reading shows up in
+    // `spaces_live` (psql), and a payload that is not a reading goes to the dead-letter topic
+    // with a specific reason while the process keeps serving.
+    let mosquitto_pub = |space: &str, payload: &str| {
+        let out = Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &mqtt_port.to_string()])
+            .args(["-u", "fjord", "-P", token, "-q", "1"])
+            .args(["-t", &format!("parking/central/{space}"), "-m", payload])
+            .output()
+            .expect("mosquitto_pub (mosquitto-clients) is installed");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    };
+    mosquitto_pub("S3", r#"{"occupied":true}"#);
+    let psql_value = |sql: &str| -> String {
+        let out = Command::new("psql")
+            .args(["-X", "-A", "-t", "-h", pg["host"].as_str().unwrap()])
+            .args(["-U", "fjord", "-d", "fjord", "-p", &pg["port"].to_string()])
+            .args(["-c", sql])
+            .env("PGPASSWORD", token)
+            .output()
+            .unwrap();
+        text(&out.stdout).trim().to_owned()
+    };
+    let live_s3 = tokio::task::block_in_place(|| {
+        wait_until(Duration::from_secs(30), || {
+            psql_value("SELECT occupied FROM spaces_live WHERE space_id = 'S3'") == "t"
+        })
+    });
+    assert!(live_s3, "a mosquitto_pub reading must reach spaces_live");
+    mosquitto_pub("S4", r#"{"occupied":"yes"}"#);
+    let dlq = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", unique_name("dlq"))
+        .set("auto.offset.reset", "earliest")
+        .create::<BaseConsumer>()
+        .unwrap();
+    dlq.subscribe(&["fjord.dlq"]).unwrap();
+    let dead = tokio::task::block_in_place(|| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(Ok(m)) = dlq.poll(Duration::from_millis(200)) {
+                break Some(m.detach());
+            }
+            if std::time::Instant::now() > deadline {
+                break None;
+            }
+        }
+    })
+    .expect("the garbage payload must reach fjord.dlq");
+    use rdkafka::message::{Headers, Message};
+    assert_eq!(dead.payload(), Some(&br#"{"occupied":"yes"}"#[..]));
+    let header = |name: &str| {
+        dead.headers()
+            .unwrap()
+            .iter()
+            .find(|h| h.key == name)
+            .and_then(|h| h.value.map(|v| String::from_utf8_lossy(v).into_owned()))
+            .unwrap_or_default()
+    };
+    assert_eq!(header("fjord-error-reason"), "invalid_field", "{dead:?}");
+    assert!(
+        header("fjord-error").contains("`occupied` must be true or false"),
+        "{}",
+        header("fjord-error")
+    );
+    drop(dlq);
+    assert_eq!(psql_value("SELECT count(*) FROM spaces_live"), "3");
+
     // Ctrl-C: a clean exit that removes endpoints.json.
     demo.interrupt();
     let status = tokio::task::block_in_place(|| demo.child.wait()).unwrap();

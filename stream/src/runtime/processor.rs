@@ -8,7 +8,7 @@ use std::time::Instant;
 use fjord_core::decode::record::RecordHeaders;
 use fjord_core::kafka::{HEADER_CONTENT_TYPE, HEADER_MQTT_TOPIC, HEADER_RECEIVED_AT, Topics};
 use fjord_core::time::now_ms;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::{info, warn};
@@ -19,7 +19,6 @@ use crate::output::{self, OutRecord, window_label};
 use crate::partition::{Fate, InRecord, Output, PartitionState, Settings};
 use crate::{Error, Result};
 
-use super::rebalance::Ctx;
 use super::sink::{self, Sink};
 use super::{KAFKA_TIMEOUT, Summary, restore};
 
@@ -237,7 +236,7 @@ impl Processor {
     }
 
     /// Commits outputs, changed state and offsets (see the module docs).
-    pub(super) fn commit(&mut self, consumer: &BaseConsumer<Ctx>) -> Result<()> {
+    pub(super) fn commit<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
         if !self.changed {
             return Ok(());
         }
@@ -324,7 +323,7 @@ impl Processor {
 
     /// Drops what was processed since the last commit: restores every partition from its
     /// checkpoint and seeks the consumer back to the checkpointed offsets.
-    pub(super) fn rewind(&mut self, consumer: &BaseConsumer<Ctx>) -> Result<()> {
+    pub(super) fn rewind<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
         let partitions: Vec<i32> = self.states.keys().copied().collect();
         for p in partitions {
             self.restore(p)?;
