@@ -38,19 +38,33 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # The tests start their own mosquitto processes on free loopback ports.
 
+# In CI the test servers are built at opt-level 1: they only serve the tests' modest loads, and
+# it takes minutes off a cold run. Elsewhere tansu is built at full speed, because benchmarks
+# measure against it; a CI build found outside CI is rebuilt (the mode is kept next to it).
+BUILD_MODE="full"
+if [ "${CI:-}" = "true" ]; then
+  BUILD_MODE="ci"
+fi
+build_profile() {
+  if [ "$BUILD_MODE" = "ci" ]; then echo "CARGO_PROFILE_RELEASE_OPT_LEVEL=1"; else echo "FJORD_BUILD_MODE=full"; fi
+}
+
 # --- tansu -------------------------------------------------------------------------------------
-if [ -x "$TOOLS/bin/tansu" ] && "$TOOLS/bin/tansu" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
+tansu_mode="$(cat "$TOOLS/tansu.mode" 2>/dev/null || echo full)"
+if [ -x "$TOOLS/bin/tansu" ] && "$TOOLS/bin/tansu" --version 2>/dev/null | grep -q "$TANSU_VERSION" &&
+   { [ "$BUILD_MODE" = "ci" ] || [ "$tansu_mode" = "full" ]; }; then
   :
 else
   echo "test-deps: building tansu $TANSU_VERSION into $TOOLS (takes several minutes once)"
-  cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore --root "$TOOLS"
+  env "$(build_profile)" cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore --root "$TOOLS" --force
+  echo "$BUILD_MODE" > "$TOOLS/tansu.mode"
 fi
 # --- s3s-fs (S3-compatible server for the lake tests) ------------------------------------------
 if [ -x "$TOOLS/bin/s3s-fs" ] && "$TOOLS/bin/s3s-fs" --version 2>/dev/null | grep -q "$S3S_FS_VERSION"; then
   :
 else
   echo "test-deps: building s3s-fs $S3S_FS_VERSION into $TOOLS"
-  cargo install s3s-fs --version "$S3S_FS_VERSION" --locked --features binary --root "$TOOLS"
+  env "$(build_profile)" cargo install s3s-fs --version "$S3S_FS_VERSION" --locked --features binary --root "$TOOLS"
 fi
 
 # --- playwright-core (drives Debian's chromium in the dashboard test) ---------------------------

@@ -5,7 +5,7 @@
 use arrow::array::RecordBatch;
 use deltalake::DeltaTable;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake::kernel::{Action, Transaction};
+use deltalake::kernel::{Action, Add, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 
@@ -39,17 +39,11 @@ pub async fn append(
     if rows == 0 && txns.is_empty() {
         return Ok(Appended::default());
     }
-    let mut adds = Vec::new();
-    if rows > 0 {
-        let mut writer = RecordBatchWriter::for_table(table).map_err(|e| Error::delta(name, e))?;
-        for batch in batches.into_iter().filter(|b| b.num_rows() > 0) {
-            writer
-                .write(batch)
-                .await
-                .map_err(|e| Error::delta(name, e))?;
-        }
-        adds = writer.flush().await.map_err(|e| Error::delta(name, e))?;
-    }
+    let adds = if rows > 0 {
+        write_files(table, name, batches, rows).await?
+    } else {
+        Vec::new()
+    };
     let files = adds.len();
     let bytes = adds
         .iter()
@@ -85,6 +79,70 @@ pub async fn append(
     })
 }
 
+/// Rows below which one writer writes them all: splitting smaller appends would only make more
+/// small files (a Kafka ingest of a few seconds of data stays one file per date).
+const ROWS_PER_WRITER: usize = 250_000;
+
+/// Writes `batches` as Parquet files of `table` (not yet committed). delta-rs encodes on the task
+/// that writes, so a large append is cut into one share per core, each written by its own
+/// writer on its own task: every core encodes. A share that fails leaves files no commit
+/// references, which vacuum removes.
+async fn write_files(
+    table: &DeltaTable,
+    name: &str,
+    batches: Vec<RecordBatch>,
+    rows: usize,
+) -> Result<Vec<Add>> {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let writers = (rows / ROWS_PER_WRITER).clamp(1, cores);
+    let mut tasks = tokio::task::JoinSet::new();
+    for share in split_rows(batches, writers) {
+        let mut writer = RecordBatchWriter::for_table(table).map_err(|e| Error::delta(name, e))?;
+        tasks.spawn(async move {
+            for batch in share {
+                writer.write(batch).await?;
+            }
+            writer.flush().await
+        });
+    }
+    let mut adds = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        let written = done.map_err(|e| Error::Task {
+            table: name.to_owned(),
+            source: e,
+        })?;
+        adds.extend(written.map_err(|e| Error::delta(name, e))?);
+    }
+    Ok(adds)
+}
+
+/// Cuts `batches` into `n` shares of about equal row counts, in order, slicing batches where a
+/// share ends (slices share the batches' buffers). Empty batches are dropped.
+fn split_rows(batches: Vec<RecordBatch>, n: usize) -> Vec<Vec<RecordBatch>> {
+    let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let n = n.max(1);
+    let per = total.div_ceil(n).max(1);
+    let mut shares: Vec<Vec<RecordBatch>> = vec![Vec::new()];
+    let mut in_share = 0;
+    for batch in batches {
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            if in_share == per {
+                shares.push(Vec::new());
+                in_share = 0;
+            }
+            let take = (per - in_share).min(batch.num_rows() - offset);
+            if let Some(share) = shares.last_mut() {
+                share.push(batch.slice(offset, take));
+            }
+            offset += take;
+            in_share += take;
+        }
+    }
+    shares.retain(|s| !s.is_empty());
+    shares
+}
+
 /// The version of application transaction `app_id` in `table`'s current snapshot.
 pub use fjord_lake::hwm::txn_version;
 
@@ -117,4 +175,71 @@ pub async fn land_readings(
     )
     .await?;
     Ok((landed, duplicates, a))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Array, Int64Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn batch(from: i64, n: i64) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+        RecordBatch::try_new(
+            schema,
+            vec![Arc::new(Int64Array::from_iter_values(from..from + n))],
+        )
+        .unwrap()
+    }
+
+    fn values(share: &[RecordBatch]) -> Vec<i64> {
+        share
+            .iter()
+            .flat_map(|b| {
+                let a = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+                (0..a.len()).map(|i| a.value(i)).collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn shares_keep_every_row_once_in_order_and_are_balanced() {
+        for (sizes, n) in [
+            (vec![10], 1),
+            (vec![10], 3),
+            (vec![3, 0, 7, 5], 2),
+            (vec![1, 1, 1], 5),
+            (vec![0], 2),
+            (vec![100, 1], 4),
+        ] {
+            let mut from = 0;
+            let batches: Vec<RecordBatch> = sizes
+                .iter()
+                .map(|&k| {
+                    let b = batch(from, k);
+                    from += k;
+                    b
+                })
+                .collect();
+            let shares = split_rows(batches, n);
+            let all: Vec<i64> = shares.iter().flat_map(|s| values(s)).collect();
+            assert_eq!(all, (0..from).collect::<Vec<_>>(), "{sizes:?} into {n}");
+            assert!(
+                shares.len() <= n.max(1),
+                "{sizes:?} into {n}: {}",
+                shares.len()
+            );
+            let per = (from as usize).div_ceil(n);
+            for s in &shares {
+                let rows: usize = s.iter().map(RecordBatch::num_rows).sum();
+                assert!(
+                    rows > 0 && rows <= per,
+                    "{sizes:?} into {n}: a share of {rows}"
+                );
+            }
+        }
+    }
 }

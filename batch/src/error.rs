@@ -36,6 +36,15 @@ pub enum Error {
     /// Building Arrow data failed (a bug, or a value outside the schema).
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
+    /// A task writing files of `table` panicked or was cancelled.
+    #[error("writing `{table}`: {source}")]
+    Task {
+        /// The table.
+        table: String,
+        /// Why the task ended.
+        #[source]
+        source: tokio::task::JoinError,
+    },
     /// An error of the shared core.
     #[error(transparent)]
     Core(#[from] fjord_core::Error),

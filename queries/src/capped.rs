@@ -17,6 +17,14 @@
 //! NULL when either side is NULL, as the operator is); on lists DataFusion's planner makes it
 //! `array_concat`/`array_append`/`array_prepend` from its built-in instances, which the
 //! [`CapRewrite`] swaps for the session's capped ones.
+//!
+//! Every other scalar function of the session is [`Checked`]: its result is measured after it
+//! runs, and one past the cap is refused. Their results grow at most a small factor over their
+//! arguments (`upper` up to 3× in bytes, `encode(…, 'hex')` 2×, `translate` 4×, `make_array` and
+//! `named_struct` the sum of their arguments), so a call allocates at most that factor over
+//! arguments that are within the cap themselves, and a chain of them (`encode(encode(…))`, a CTE
+//! per step) stops at the cap instead of compounding. A cast of a list or struct to text grows
+//! its input by a bounded factor too, and what is built from it is checked again.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,15 +32,20 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, Int64Array};
 use arrow::buffer::NullBuffer;
 use arrow::datatypes::{DataType, FieldRef, IntervalMonthDayNanoType, TimeUnit};
+use datafusion::common::ExprSchema;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, DataFusionError, Result as DfResult, ScalarValue};
 use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::expr_rewriter::FunctionRewrite;
+use datafusion::logical_expr::interval_arithmetic::Interval;
+use datafusion::logical_expr::preimage::PreimageResult;
+use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
+use datafusion::logical_expr::sort_properties::{ExprProperties, SortProperties};
 use datafusion::logical_expr::{
-    BinaryExpr, ColumnarValue, Expr, ExprSchemable, Operator, ReturnFieldArgs, ScalarFunctionArgs,
-    ScalarUDF, ScalarUDFImpl, Signature,
+    BinaryExpr, ColumnarValue, Expr, ExprSchemable, ExpressionPlacement, Operator, ReturnFieldArgs,
+    ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, StructFieldMapping,
 };
 use datafusion::prelude::SessionContext;
 
@@ -110,19 +123,47 @@ pub fn register(ctx: &SessionContext, cap_bytes: u64) -> DfResult<()> {
             cap_bytes,
         }));
     }
-    // what the planner builds from `||`, capped too
-    let mut capped = HashMap::new();
-    for name in ["array_concat", "array_append", "array_prepend", "concat"] {
-        capped.insert(name, ctx.udf(name)?);
+    // every other function: its result checked after it runs
+    let others: Vec<Arc<ScalarUDF>> = ctx
+        .state()
+        .scalar_functions()
+        .values()
+        .filter(|f| wrap_after(f))
+        .cloned()
+        .collect();
+    for f in others {
+        if ctx.udf(f.name()).is_ok_and(|now| wrap_after(&now)) {
+            ctx.register_udf(ScalarUDF::new_from_impl(Checked {
+                inner: f.as_ref().clone(),
+                cap_bytes,
+            }));
+        }
     }
+    // the session's instance of each function, for the rewrite to swap built-in ones for
+    let session: HashMap<String, Arc<ScalarUDF>> = ctx
+        .state()
+        .scalar_functions()
+        .values()
+        .filter(|f| f.inner().is::<Capped>() || f.inner().is::<Checked>())
+        .map(|f| (f.name().to_owned(), f.clone()))
+        .collect();
     let string = Arc::new(ScalarUDF::new_from_impl(StrictConcat {
-        concat: capped["concat"].as_ref().clone(),
+        concat: ctx.udf("concat")?.as_ref().clone(),
     }));
-    capped.remove("concat");
     ctx.state_ref()
         .write()
-        .register_function_rewrite(Arc::new(CapRewrite { string, capped }))?;
+        .register_function_rewrite(Arc::new(CapRewrite { string, session }))?;
     Ok(())
+}
+
+/// Whether `f` is one to wrap in [`Checked`]: not capped already, not asynchronous, and not
+/// `get_field` (its result is a part of its argument, and the simplifier recognises it by type).
+fn wrap_after(f: &ScalarUDF) -> bool {
+    !(f.inner().is::<Capped>()
+        || f.inner().is::<Checked>()
+        || f.inner().is::<StrictConcat>()
+        || f.as_async().is_some()
+        || f.name() == "get_field")
 }
 
 /// `a || b` on text: the capped `concat`, but NULL when either side is NULL (`concat` skips
@@ -177,12 +218,14 @@ impl ScalarUDFImpl for StrictConcat {
     }
 }
 
-/// Runs before type coercion: `||` on anything but lists becomes [`StrictConcat`], and the
-/// built-in list functions the planner made of `||` become the session's capped ones.
+/// Runs before type coercion: `||` on anything but lists becomes [`StrictConcat`], and a
+/// built-in function instance (the planner makes `||` on lists into `array_concat`,
+/// `array_append` or `array_prepend` from DataFusion's own) becomes the session's capped or
+/// checked one.
 #[derive(Debug)]
 struct CapRewrite {
     string: Arc<ScalarUDF>,
-    capped: HashMap<&'static str, Arc<ScalarUDF>>,
+    session: HashMap<String, Arc<ScalarUDF>>,
 }
 
 impl FunctionRewrite for CapRewrite {
@@ -221,8 +264,8 @@ impl FunctionRewrite for CapRewrite {
                     ScalarFunction::new_udf(self.string.clone(), vec![*left, *right]),
                 )))
             }
-            Expr::ScalarFunction(f) if !f.func.inner().is::<Capped>() => {
-                match self.capped.get(f.func.name()) {
+            Expr::ScalarFunction(f) if wrap_after(&f.func) => {
+                match self.session.get(f.func.name()) {
                     Some(capped) => Ok(Transformed::yes(Expr::ScalarFunction(
                         ScalarFunction::new_udf(capped.clone(), f.args),
                     ))),
@@ -276,7 +319,7 @@ fn byte_len(a: &ArrayRef) -> DfResult<Int64Array> {
             as_i64(&l)
         }
         _ => {
-            let each = (a.get_array_memory_size() / a.len().max(1)).max(8) as i64;
+            let each = (slice_bytes(a.as_ref()) / a.len().max(1)).max(8) as i64;
             Ok(Int64Array::from(vec![each; a.len()]))
         }
     }
@@ -322,7 +365,7 @@ fn list_len(a: &ArrayRef) -> DfResult<Int64Array> {
 fn values_bytes(arg: &ColumnarValue, rows: usize) -> u128 {
     match arg {
         ColumnarValue::Scalar(s) => (s.size() as u128).saturating_mul(rows.max(1) as u128),
-        ColumnarValue::Array(a) => a.get_array_memory_size() as u128,
+        ColumnarValue::Array(a) => slice_bytes(a.as_ref()) as u128,
     }
 }
 
@@ -478,10 +521,16 @@ impl Capped {
                 })
             }
             Size::Concat { separator } => {
+                let values = if separator {
+                    args.get(1..).unwrap_or(&[])
+                } else {
+                    args
+                };
                 let mut total = 0u128;
-                for a in args {
+                for a in values {
                     total = total.saturating_add(total_bytes(a, rows)?);
                 }
+                // one separator between each two values
                 if separator && args.len() > 2 {
                     let between = (args.len() - 2) as u128;
                     total =
@@ -542,6 +591,156 @@ impl ScalarUDFImpl for Capped {
     }
 }
 
+/// A function of the session whose result is measured after it runs (see the module docs).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Checked {
+    inner: ScalarUDF,
+    cap_bytes: u64,
+}
+
+impl Checked {
+    fn of(&self) -> &Arc<dyn ScalarUDFImpl> {
+        self.inner.inner()
+    }
+}
+
+impl ScalarUDFImpl for Checked {
+    fn name(&self) -> &str {
+        self.of().name()
+    }
+
+    fn aliases(&self) -> &[String] {
+        self.of().aliases()
+    }
+
+    fn schema_name(&self, args: &[Expr]) -> DfResult<String> {
+        self.of().schema_name(args)
+    }
+
+    fn signature(&self) -> &Signature {
+        self.of().signature()
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        self.of().return_type(arg_types)
+    }
+
+    fn with_updated_config(&self, config: &ConfigOptions) -> Option<ScalarUDF> {
+        let inner = self.of().with_updated_config(config)?;
+        Some(ScalarUDF::new_from_impl(Checked {
+            inner,
+            cap_bytes: self.cap_bytes,
+        }))
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> DfResult<FieldRef> {
+        self.of().return_field_from_args(args)
+    }
+
+    #[allow(deprecated)]
+    fn is_nullable(&self, args: &[Expr], schema: &dyn ExprSchema) -> bool {
+        self.of().is_nullable(args, schema)
+    }
+
+    fn is_strict(&self) -> bool {
+        self.of().is_strict()
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let rows = args.number_rows;
+        let out = self.of().invoke_with_args(args)?;
+        let bytes = match &out {
+            ColumnarValue::Array(a) => slice_bytes(a.as_ref()),
+            ColumnarValue::Scalar(s) => s.size(),
+        } as u128;
+        if bytes > u128::from(self.cap_bytes) {
+            return Err(DataFusionError::Execution(format!(
+                "{}() built {} MiB for {} row(s), more than the limit of {} MiB per call (serve.max_function_output_mb)",
+                self.name(),
+                bytes / (1024 * 1024),
+                rows,
+                self.cap_bytes / (1024 * 1024)
+            )));
+        }
+        Ok(out)
+    }
+
+    fn simplify(&self, args: Vec<Expr>, info: &SimplifyContext) -> DfResult<ExprSimplifyResult> {
+        self.of().simplify(args, info)
+    }
+
+    fn preimage(
+        &self,
+        args: &[Expr],
+        lit_expr: &Expr,
+        info: &SimplifyContext,
+    ) -> DfResult<PreimageResult> {
+        self.of().preimage(args, lit_expr, info)
+    }
+
+    fn short_circuits(&self) -> bool {
+        self.of().short_circuits()
+    }
+
+    fn conditional_arguments<'a>(
+        &self,
+        args: &'a [Expr],
+    ) -> Option<(Vec<&'a Expr>, Vec<&'a Expr>)> {
+        self.of().conditional_arguments(args)
+    }
+
+    fn evaluate_bounds(&self, input: &[&Interval]) -> DfResult<Interval> {
+        self.of().evaluate_bounds(input)
+    }
+
+    fn propagate_constraints(
+        &self,
+        interval: &Interval,
+        inputs: &[&Interval],
+    ) -> DfResult<Option<Vec<Interval>>> {
+        self.of().propagate_constraints(interval, inputs)
+    }
+
+    fn output_ordering(&self, inputs: &[ExprProperties]) -> DfResult<SortProperties> {
+        self.of().output_ordering(inputs)
+    }
+
+    fn preserves_lex_ordering(&self, inputs: &[ExprProperties]) -> DfResult<bool> {
+        self.of().preserves_lex_ordering(inputs)
+    }
+
+    fn strictly_order_preserving(&self, inputs: &[ExprProperties]) -> DfResult<bool> {
+        self.of().strictly_order_preserving(inputs)
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
+        self.of().coerce_types(arg_types)
+    }
+
+    fn struct_field_mapping(
+        &self,
+        literal_args: &[Option<ScalarValue>],
+    ) -> Option<StructFieldMapping> {
+        self.of().struct_field_mapping(literal_args)
+    }
+
+    fn documentation(&self) -> Option<&datafusion::logical_expr::Documentation> {
+        self.of().documentation()
+    }
+
+    fn placement(&self, args: &[ExpressionPlacement]) -> ExpressionPlacement {
+        self.of().placement(args)
+    }
+}
+
+/// Bytes of `a`'s buffers that its rows use (a slice counts only its part, not the whole buffer
+/// it shares).
+fn slice_bytes(a: &dyn Array) -> usize {
+    let data = a.to_data();
+    data.get_slice_memory_size()
+        .unwrap_or_else(|_| a.get_array_memory_size())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -572,6 +771,11 @@ mod tests {
             "SELECT 'a' || 'b', concat('a', NULL, 'b'), concat_ws(',', 'a', 'b', 'c')",
             "SELECT [1, 2] || [3], [1] || 2, 0 || [1], array_concat([1], [2]), array_append([1], 3)",
             "WITH a AS (SELECT repeat('x', 1000) s), b AS (SELECT s || s s FROM a) SELECT s || s FROM b",
+            // checked after they run: still themselves
+            "SELECT upper('abc'), encode('abc', 'hex'), translate('abc', 'a', 'x'), make_array(1, 2)",
+            "SELECT now() IS NOT NULL, date_trunc('day', now()), named_struct('a', 1)['a']",
+            "SELECT overlay('abc' PLACING 'x' FROM 2 FOR 1), flatten([[1], [2]])",
+            "SELECT CAST(make_array('a', 'b') AS TEXT), array_length(make_array(1, 2, 3))",
         ] {
             assert!(
                 run(&ctx, ok).await.is_ok(),
@@ -647,6 +851,32 @@ mod tests {
             (
                 "SELECT length(repeat('x', 1000 + v % 2)) FROM generate_series(1, 5000) t(v)",
                 "repeat()",
+            ),
+            // functions that grow their argument by a factor, chained: checked after each call
+            (
+                "WITH a AS (SELECT repeat('x', 300000) s), b AS (SELECT encode(s, 'hex') s FROM a), \
+                 c AS (SELECT encode(s, 'hex') s FROM b) SELECT length(encode(s, 'hex')) FROM c",
+                "encode()",
+            ),
+            (
+                "WITH a AS (SELECT repeat('x', 300000) s), b AS (SELECT overlay(s PLACING s FROM 1 FOR 0) s FROM a), \
+                 c AS (SELECT overlay(s PLACING s FROM 1 FOR 0) s FROM b) SELECT length(s) FROM c",
+                "overlay()",
+            ),
+            (
+                "SELECT length(translate(repeat('x', 300000), 'x', '😀'))",
+                "translate()",
+            ),
+            ("SELECT length(upper(repeat('ΐ', 200000)))", "upper()"),
+            (
+                "WITH a AS (SELECT array_repeat(repeat('x', 100), 3000) l), \
+                 b AS (SELECT flatten(make_array(l, l)) l FROM a) \
+                 SELECT cardinality(flatten(make_array(l, l))) FROM b",
+                "make_array()",
+            ),
+            (
+                "SELECT length(CAST(make_array(s, s, s, s) AS TEXT)) FROM (SELECT repeat('x', 300000) s)",
+                "make_array()",
             ),
         ] {
             let e = run(&ctx, refused).await.unwrap_err().to_string();

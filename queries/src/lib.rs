@@ -7,13 +7,13 @@
 //! * [`tables`] — table providers that read the current lake version and speed-layer state on every
 //!   scan, including the Lambda merge of §4.3.
 //! * [`catalog`] — one DataFusion session with every table of §7 and the memory limit.
-//! * [`capped`] — functions that build values of any size (`repeat`, `lpad`, …), capped.
+//! * [`capped`] — functions that build values of any size (`repeat`, `lpad`, …), capped; every
+//!   other function's result checked against the same cap.
 //! * [`runtime`] — the query threads: a large stack, apart from ingest and health checks.
 //! * [`exec`] — one query within its time, row and byte limits.
 //! * [`format`] — results as a text table, CSV or JSON (`fjord sql`).
-//! * [`http`] — `fjord serve`'s HTTP API and dashboard; [`pg`] — the Postgres wire protocol
-//!   (its SQL-level prepared statements per connection: [`prepared`]); [`flight`] — Arrow
-//!   Flight SQL.
+//! * [`http`] — `fjord serve`'s HTTP API and dashboard; [`pg`] — the Postgres wire protocol;
+//!   [`flight`] — Arrow Flight SQL.
 //! * [`serve`] — starts the feed and every interface.
 
 pub mod analyst;
@@ -29,7 +29,6 @@ pub mod http;
 pub mod limits;
 pub mod metrics;
 pub mod pg;
-pub mod prepared;
 pub mod runtime;
 pub mod serve;
 pub mod speed;

@@ -5,14 +5,15 @@
 //! * SCRAM-SHA-256 authentication: user `fjord`, password the token (which never crosses the
 //!   wire); with `[tls]` TLS is required (`sslmode=verify-full`);
 //! * [`ReadOnly`], a hook that runs first and refuses every statement but queries, `EXPLAIN`,
-//!   `PREPARE` of a query / `EXECUTE` / `DEALLOCATE`, `SHOW`, transaction control and the `SET`s of
-//!   client settings that drivers send (never a DataFusion setting: the session is shared);
+//!   `SHOW`, transaction control and the `SET`s of client settings that drivers send (never a
+//!   DataFusion setting: the session is shared). SQL-level `PREPARE`/`EXECUTE`/`DEALLOCATE` are
+//!   refused: DataFusion keeps them in the session every connection shares, and plans a
+//!   `PREPARE` without its analyzer rules (so without the function caps of [`crate::capped`]).
+//!   Drivers' prepared statements (Parse/Bind) work and belong to their connection;
 //! * the time, row and byte limits, applied to the row stream of every result (produced on the
 //!   query threads, so the time limit holds while a client does not read), and the memory limit's
 //!   error named — each ends only that query;
-//! * every connection served on the query threads ([`crate::runtime`]);
-//! * SQL-level `PREPARE`/`EXECUTE`/`DEALLOCATE` names scoped to their connection
-//!   ([`crate::prepared`]).
+//! * every connection served on the query threads ([`crate::runtime`]).
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -46,33 +47,7 @@ use crate::auth::{Credentials, USER};
 use crate::catalog::Catalog;
 use crate::limits::Limits;
 use crate::metrics::{QueryMetrics, outcome};
-use crate::prepared::Scopes;
 use crate::{Error, Result};
-
-/// The connection's number, in its `pgwire` metadata (set at startup).
-const CONNECTION: &str = "fjord.connection";
-
-fn connection_of(client: &impl ClientInfo) -> Option<u64> {
-    client.metadata().get(CONNECTION)?.parse().ok()
-}
-
-/// `sql` with its SQL-level prepared statements scoped to the client's connection.
-fn scoped<'a>(
-    scopes: &Scopes,
-    client: &impl ClientInfo,
-    sql: &'a str,
-) -> PgWireResult<std::borrow::Cow<'a, str>> {
-    let Some(conn) = connection_of(client) else {
-        return Ok(sql.into());
-    };
-    match crate::prepared::scoped(sql, conn) {
-        None => Ok(sql.into()),
-        Some((text, changes)) => {
-            scopes.apply(conn, &changes).map_err(|e| to_pg(&e))?;
-            Ok(text.into())
-        }
-    }
-}
 
 /// Client settings a driver may `SET` (kept per connection by `datafusion-postgres`).
 const CLIENT_SETTINGS: [&str; 9] = [
@@ -107,6 +82,12 @@ fn to_pg(e: &Error) -> PgWireError {
     pg_error(code, e.to_string())
 }
 
+/// Why SQL-level prepared statements are refused (see the module docs).
+const SQL_PREPARE_REFUSED: &str = "SQL-level PREPARE, EXECUTE and DEALLOCATE are not available \
+     (the session is shared by every connection): use your driver's prepared statements \
+     (the extended protocol's Parse/Bind, e.g. psycopg's prepare=True or JDBC's \
+     PreparedStatement), which belong to their connection";
+
 /// Refuses every statement that is not read-only, or larger than the limits of
 /// [`crate::guard::Shape`] (runs before the other hooks).
 #[derive(Debug)]
@@ -121,7 +102,7 @@ impl ReadOnly {
         match statement {
             // a query (`SELECT … INTO` is not one), also explained or prepared
             Statement::Query(_) => crate::guard::check_statement(statement, &self.shape),
-            Statement::Explain { statement: q, .. } | Statement::Prepare { statement: q, .. }
+            Statement::Explain { statement: q, .. }
                 if matches!(q.as_ref(), Statement::Query(_)) =>
             {
                 crate::guard::check_statement(q, &self.shape)
@@ -134,8 +115,6 @@ impl ReadOnly {
             | Statement::StartTransaction { .. }
             | Statement::Commit { .. }
             | Statement::Rollback { .. }
-            | Statement::Execute { .. }
-            | Statement::Deallocate { .. }
             | Statement::Set(Set::SetTimeZone { .. }) => self.shape.check_depth(statement),
             Statement::Set(Set::SingleAssignment { variable, .. }) => {
                 let name = variable.to_string().to_lowercase();
@@ -147,6 +126,9 @@ impl ReadOnly {
                 }
                 self.shape.check_depth(statement)
             }
+            Statement::Prepare { .. }
+            | Statement::Execute { .. }
+            | Statement::Deallocate { .. } => Err(Error::Refused(SQL_PREPARE_REFUSED.into())),
             // refused by name
             _ => crate::guard::check_statement(statement, &self.shape),
         }
@@ -225,8 +207,6 @@ impl AuthSource for TokenAuth {
 struct Startup {
     inner: SASLAuthStartupHandler<DefaultServerParameterProvider>,
     require_tls: bool,
-    /// The connection's number.
-    conn: u64,
 }
 
 #[async_trait]
@@ -241,9 +221,6 @@ impl StartupHandler for Startup {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        client
-            .metadata_mut()
-            .insert(CONNECTION.to_owned(), self.conn.to_string());
         if self.require_tls && !client.is_secure() {
             return Err(pg_error(
                 "28000",
@@ -262,22 +239,9 @@ struct Handlers {
     metrics: QueryMetrics,
     auth: Arc<TokenAuth>,
     require_tls: bool,
-    /// The session all connections share (to drop a closed connection's prepared statements).
-    ctx: Arc<SessionContext>,
-    scopes: Arc<Scopes>,
 }
 
 impl Handlers {
-    /// Drops what connection `conn` prepared with SQL-level `PREPARE` (it has closed).
-    async fn forget(&self, conn: u64) {
-        for name in self.scopes.take(conn) {
-            let sql = format!("DEALLOCATE \"{}\"", name.replace('"', "\"\""));
-            if let Err(e) = self.ctx.sql(&sql).await {
-                tracing::debug!(%name, error = %e, "prepared statement of a closed connection");
-            }
-        }
-    }
-
     /// `run` (planning and starting a statement) within the deadline; failures counted.
     async fn planned<T>(
         &self,
@@ -396,8 +360,7 @@ impl SimpleQueryHandler for Handlers {
                 .observe("pg", outcome(Some(&e)), started.elapsed().as_secs_f64());
             return Err(to_pg(&e));
         }
-        let query = scoped(&self.scopes, client, query)?;
-        let run = SimpleQueryHandler::do_query(self.inner.as_ref(), client, &query);
+        let run = SimpleQueryHandler::do_query(self.inner.as_ref(), client, query);
         let responses = self.planned(run, started, deadline).await?;
         Ok(responses
             .into_iter()
@@ -415,7 +378,6 @@ impl ExtendedQueryHandler for Handlers {
         Arc::new(BoundedParser {
             inner: self.inner.query_parser(),
             shape: self.limits.sql,
-            scopes: self.scopes.clone(),
         })
     }
 
@@ -446,7 +408,6 @@ type DfParser = <DfSessionService as ExtendedQueryHandler>::QueryParser;
 struct BoundedParser {
     inner: Arc<DfParser>,
     shape: crate::guard::Shape,
-    scopes: Arc<Scopes>,
 }
 
 #[async_trait]
@@ -468,8 +429,7 @@ impl pgwire::api::stmt::QueryParser for BoundedParser {
         {
             return Err(to_pg(&e));
         }
-        let sql = scoped(&self.scopes, client, sql)?;
-        self.inner.parse_sql(client, &sql, types).await
+        self.inner.parse_sql(client, sql, types).await
     }
 
     fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<pgwire::api::Type>> {
@@ -488,7 +448,6 @@ impl pgwire::api::stmt::QueryParser for BoundedParser {
 /// The handler set of one connection.
 struct Factory {
     handlers: Arc<Handlers>,
-    conn: u64,
 }
 
 impl PgWireServerHandlers for Factory {
@@ -507,7 +466,6 @@ impl PgWireServerHandlers for Factory {
             inner: SASLAuthStartupHandler::new(Arc::new(DefaultServerParameterProvider::default()))
                 .with_scram(scram),
             require_tls: self.handlers.require_tls,
-            conn: self.conn,
         })
     }
 }
@@ -530,18 +488,15 @@ pub async fn serve(
         Arc::new(TransactionStatementHook),
     ];
     let handlers = Arc::new(Handlers {
-        inner: Arc::new(DfSessionService::new_with_hooks(ctx.clone(), hooks)),
+        inner: Arc::new(DfSessionService::new_with_hooks(ctx, hooks)),
         limits: catalog.limits(),
         runtime: catalog.runtime().clone(),
         metrics,
         auth: Arc::new(TokenAuth::new(&credentials)),
         require_tls: tls.is_some(),
-        ctx,
-        scopes: Arc::default(),
     });
     let acceptor = tls.map(fjord_core::tls::TlsAcceptor::from);
     let runtime = handlers.runtime.clone();
-    let mut next_conn = 0u64;
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -554,19 +509,15 @@ pub async fn serve(
                 continue;
             }
         };
-        next_conn += 1;
         let factory = Arc::new(Factory {
             handlers: handlers.clone(),
-            conn: next_conn,
         });
         let acceptor = acceptor.clone();
         // parsing, planning and executing happen in the connection's task: on the query threads
         runtime.handle().spawn(async move {
-            let handlers = factory.handlers.clone();
             if let Err(e) = pgwire::tokio::process_socket(socket, acceptor, factory).await {
                 tracing::debug!(%peer, error = %e, "postgres connection ended with an error");
             }
-            handlers.forget(next_conn).await;
         });
     }
 }

@@ -662,13 +662,22 @@ async fn serve_merges_layers_and_answers_http_and_psql_within_limits() {
     }
     let out = ok(psql(
         TOKEN,
+        &["-c", "SELECT count(*) FROM readings WHERE space_id = 'S1'"],
+    ));
+    // SQL-level PREPARE would be shared by every connection: refused with what to use instead
+    let prepare = psql(
+        TOKEN,
         &[
             "-c",
             "PREPARE by_space(text) AS SELECT count(*) FROM readings WHERE space_id = $1",
-            "-c",
-            "EXECUTE by_space('S1')",
         ],
-    ));
+    );
+    assert!(!prepare.status.success());
+    assert!(
+        String::from_utf8_lossy(&prepare.stderr).contains("driver's prepared statements"),
+        "{}",
+        String::from_utf8_lossy(&prepare.stderr)
+    );
     let s1 = all
         .iter()
         .filter(|r| r.space_id == "S1")
