@@ -83,10 +83,12 @@ pub async fn append(
 /// small files (a Kafka ingest of a few seconds of data stays one file per date).
 const ROWS_PER_WRITER: usize = 250_000;
 
-/// Writes `batches` as Parquet files of `table` (not yet committed). delta-rs encodes on the task
-/// that writes, so a large append is cut into one share per core, each written by its own
-/// writer on its own task: every core encodes. A share that fails leaves files no commit
-/// references, which vacuum removes.
+/// Writes `batches` as Parquet files of `table` (not yet committed). delta-rs encodes inside
+/// `write`, on the thread that polls it, so a large append is cut into one share per core, each
+/// written by its own writer on a blocking-pool thread: every core encodes, and the runtime's
+/// workers stay free for I/O (uploads, timers, the serving layer in `fjord demo`). Every share is
+/// awaited, also after one fails (a dropped writer could leave an upload half done); the first
+/// error is returned, and files no commit references are removed by vacuum.
 async fn write_files(
     table: &DeltaTable,
     name: &str,
@@ -95,25 +97,41 @@ async fn write_files(
 ) -> Result<Vec<Add>> {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let writers = (rows / ROWS_PER_WRITER).clamp(1, cores);
+    let runtime = tokio::runtime::Handle::current();
     let mut tasks = tokio::task::JoinSet::new();
     for share in split_rows(batches, writers) {
         let mut writer = RecordBatchWriter::for_table(table).map_err(|e| Error::delta(name, e))?;
-        tasks.spawn(async move {
-            for batch in share {
-                writer.write(batch).await?;
-            }
-            writer.flush().await
+        let runtime = runtime.clone();
+        tasks.spawn_blocking(move || {
+            runtime.block_on(async move {
+                for batch in share {
+                    writer.write(batch).await?;
+                }
+                writer.flush().await
+            })
         });
     }
     let mut adds = Vec::new();
+    let mut first_error = None;
     while let Some(done) = tasks.join_next().await {
-        let written = done.map_err(|e| Error::Task {
-            table: name.to_owned(),
-            source: e,
-        })?;
-        adds.extend(written.map_err(|e| Error::delta(name, e))?);
+        let result = match done {
+            Ok(written) => written.map_err(|e| Error::delta(name, e)),
+            Err(e) => Err(Error::Task {
+                table: name.to_owned(),
+                source: e,
+            }),
+        };
+        match result {
+            Ok(written) => adds.extend(written),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
     }
-    Ok(adds)
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(adds),
+    }
 }
 
 /// Cuts `batches` into `n` shares of about equal row counts, in order, slicing batches where a

@@ -156,14 +156,26 @@ pub fn register(ctx: &SessionContext, cap_bytes: u64) -> DfResult<()> {
     Ok(())
 }
 
-/// Whether `f` is one to wrap in [`Checked`]: not capped already, not asynchronous, and not
-/// `get_field` (its result is a part of its argument, and the simplifier recognises it by type).
+/// Functions left as they are: DataFusion recognises them by their type (the Parquet scan
+/// replaces `input_file_name` and `file_row_index` by the file's values; the simplifier folds
+/// `get_field` of a struct and `log`/`power` of each other), and none builds more than a number
+/// or a part of its argument.
+const UNWRAPPED: [&str; 5] = [
+    "get_field",
+    "input_file_name",
+    "file_row_index",
+    "log",
+    "power",
+];
+
+/// Whether `f` is one to wrap in [`Checked`]: not capped already, not asynchronous, not one of
+/// [`UNWRAPPED`].
 fn wrap_after(f: &ScalarUDF) -> bool {
     !(f.inner().is::<Capped>()
         || f.inner().is::<Checked>()
         || f.inner().is::<StrictConcat>()
         || f.as_async().is_some()
-        || f.name() == "get_field")
+        || UNWRAPPED.contains(&f.name()))
 }
 
 /// `a || b` on text: the capped `concat`, but NULL when either side is NULL (`concat` skips
@@ -319,7 +331,7 @@ fn byte_len(a: &ArrayRef) -> DfResult<Int64Array> {
             as_i64(&l)
         }
         _ => {
-            let each = (slice_bytes(a.as_ref()) / a.len().max(1)).max(8) as i64;
+            let each = (logical_bytes(a.as_ref()) / a.len().max(1)).max(8) as i64;
             Ok(Int64Array::from(vec![each; a.len()]))
         }
     }
@@ -365,7 +377,7 @@ fn list_len(a: &ArrayRef) -> DfResult<Int64Array> {
 fn values_bytes(arg: &ColumnarValue, rows: usize) -> u128 {
     match arg {
         ColumnarValue::Scalar(s) => (s.size() as u128).saturating_mul(rows.max(1) as u128),
-        ColumnarValue::Array(a) => slice_bytes(a.as_ref()) as u128,
+        ColumnarValue::Array(a) => logical_bytes(a.as_ref()) as u128,
     }
 }
 
@@ -591,6 +603,9 @@ impl ScalarUDFImpl for Capped {
     }
 }
 
+/// Bytes per row a [`Checked`] call may always build, whatever the cap.
+const ROW_ALLOWANCE: u128 = 1024;
+
 /// A function of the session whose result is measured after it runs (see the module docs).
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct Checked {
@@ -650,16 +665,20 @@ impl ScalarUDFImpl for Checked {
         let rows = args.number_rows;
         let out = self.of().invoke_with_args(args)?;
         let bytes = match &out {
-            ColumnarValue::Array(a) => slice_bytes(a.as_ref()),
+            ColumnarValue::Array(a) => logical_bytes(a.as_ref()),
             ColumnarValue::Scalar(s) => s.size(),
         } as u128;
-        if bytes > u128::from(self.cap_bytes) {
+        // Some operators hand a function far more rows than a batch (a window over a whole
+        // partition): those rows are held in the memory pool already, and a KiB each is no
+        // compounding growth.
+        let allowed = u128::from(self.cap_bytes).max((rows as u128).saturating_mul(ROW_ALLOWANCE));
+        if bytes > allowed {
             return Err(DataFusionError::Execution(format!(
                 "{}() built {} MiB for {} row(s), more than the limit of {} MiB per call (serve.max_function_output_mb)",
                 self.name(),
                 bytes / (1024 * 1024),
                 rows,
-                self.cap_bytes / (1024 * 1024)
+                allowed / (1024 * 1024)
             )));
         }
         Ok(out)
@@ -733,12 +752,72 @@ impl ScalarUDFImpl for Checked {
     }
 }
 
-/// Bytes of `a`'s buffers that its rows use (a slice counts only its part, not the whole buffer
-/// it shares).
-fn slice_bytes(a: &dyn Array) -> usize {
-    let data = a.to_data();
-    data.get_slice_memory_size()
-        .unwrap_or_else(|_| a.get_array_memory_size())
+/// Bytes of what `a`'s rows hold: their part of the buffers (a slice counts only its rows), the
+/// text of view strings (kept in buffers the views point into, which arrays combined from them
+/// share rather than copy), a list's or map's elements within its offsets, a dictionary's keys and
+/// its values once.
+fn logical_bytes(a: &dyn Array) -> usize {
+    use arrow::array::AsArray;
+    let n = a.len();
+    let nulls = a.nulls().map_or(0, |b| b.len().div_ceil(8));
+    let within = |offsets: &[usize]| {
+        let first = offsets.first().copied().unwrap_or(0);
+        let last = offsets.last().copied().unwrap_or(first);
+        (first, last.saturating_sub(first))
+    };
+    match a.data_type() {
+        DataType::Utf8View => n * 16 + nulls + a.as_string_view().total_buffer_bytes_used(),
+        DataType::BinaryView => n * 16 + nulls + a.as_binary_view().total_buffer_bytes_used(),
+        DataType::List(_) => {
+            let l = a.as_list::<i32>();
+            let o: Vec<usize> = l
+                .value_offsets()
+                .iter()
+                .map(|&v| v.max(0) as usize)
+                .collect();
+            let (first, len) = within(&o);
+            (n + 1) * 4 + nulls + logical_bytes(l.values().slice(first, len).as_ref())
+        }
+        DataType::LargeList(_) => {
+            let l = a.as_list::<i64>();
+            let o: Vec<usize> = l
+                .value_offsets()
+                .iter()
+                .map(|&v| v.max(0) as usize)
+                .collect();
+            let (first, len) = within(&o);
+            (n + 1) * 8 + nulls + logical_bytes(l.values().slice(first, len).as_ref())
+        }
+        DataType::Map(_, _) => {
+            let m = a.as_map();
+            let o: Vec<usize> = m
+                .value_offsets()
+                .iter()
+                .map(|&v| v.max(0) as usize)
+                .collect();
+            let (first, len) = within(&o);
+            (n + 1) * 4 + nulls + logical_bytes(&m.entries().slice(first, len))
+        }
+        // sliced with the list: its values are the slice's
+        DataType::FixedSizeList(_, _) => nulls + logical_bytes(a.as_fixed_size_list().values()),
+        // sliced with the struct: its columns are the slice's
+        DataType::Struct(_) => {
+            nulls
+                + a.as_struct()
+                    .columns()
+                    .iter()
+                    .map(|c| logical_bytes(c.as_ref()))
+                    .sum::<usize>()
+        }
+        DataType::Dictionary(_, _) => {
+            let d = a.as_any_dictionary();
+            logical_bytes(d.keys()) + logical_bytes(d.values().as_ref())
+        }
+        _ => a
+            .to_data()
+            .get_slice_memory_size()
+            .unwrap_or_else(|_| a.get_array_memory_size()),
+    }
 }
 
 #[cfg(test)]
@@ -878,6 +957,19 @@ mod tests {
                 "SELECT length(CAST(make_array(s, s, s, s) AS TEXT)) FROM (SELECT repeat('x', 300000) s)",
                 "make_array()",
             ),
+            // view strings: their text lives in buffers that combined arrays share
+            (
+                "WITH a AS (SELECT make_array(arrow_cast(repeat('x', 100000), 'Utf8View')) l), \
+                 b AS (SELECT flatten(make_array(l, l)) l FROM a), c AS (SELECT flatten(make_array(l, l)) l FROM b), \
+                 d AS (SELECT flatten(make_array(l, l)) l FROM c), e AS (SELECT flatten(make_array(l, l)) l FROM d) \
+                 SELECT cardinality(l) FROM e",
+                "make_array()",
+            ),
+            (
+                "WITH a AS (SELECT make_array(arrow_cast(repeat('x', 300000), 'Utf8View'), arrow_cast(repeat('y', 300000), 'Utf8View')) l) \
+                 SELECT cardinality(array_concat(l, l)) FROM a",
+                "array_concat()",
+            ),
         ] {
             let e = run(&ctx, refused).await.unwrap_err().to_string();
             assert!(
@@ -886,6 +978,56 @@ mod tests {
                 "{refused}: {e}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_checked_function_may_build_a_kib_per_row_over_the_cap() {
+        let ctx = SessionContext::new();
+        register(&ctx, 1024 * 1024).unwrap();
+        // 8192-row batches of 200-byte text: 1.6 MiB per call, over the 1 MiB cap, under 1 KiB a row
+        let sql = format!(
+            "SELECT count(DISTINCT upper(substr('{}', 1 + v % 2))) FROM generate_series(1, 20000) g(v)",
+            "a".repeat(200)
+        );
+        let b = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
+        let n = b[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .value(0);
+        assert_eq!(n, 2);
+        // … but not more than that
+        let sql = format!(
+            "SELECT count(DISTINCT encode(substr('{}', 1 + v % 2), 'hex')) FROM generate_series(1, 20000) g(v)",
+            "a".repeat(1000)
+        );
+        let e = run(&ctx, &sql).await.unwrap_err().to_string();
+        assert!(
+            e.contains("encode()") && e.contains("serve.max_function_output_mb"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn logical_bytes_count_a_slice_and_the_text_of_views() {
+        use arrow::array::{ListArray, StringArray, StringViewArray};
+        let text: ArrayRef = Arc::new(StringArray::from_iter_values(
+            (0..100).map(|_| "x".repeat(100)),
+        ));
+        let all = logical_bytes(text.as_ref());
+        let part = logical_bytes(text.slice(0, 10).as_ref());
+        assert!(all >= 100 * 100 && part < all / 5, "{all} {part}");
+        let views: ArrayRef = Arc::new(StringViewArray::from_iter_values(
+            (0..100).map(|_| "x".repeat(100)),
+        ));
+        assert!(logical_bytes(views.as_ref()) >= 100 * 100);
+        let lists = ListArray::from_iter_primitive::<arrow::datatypes::Int64Type, _, _>(
+            (0..100).map(|_| Some((0..100).map(Some))),
+        );
+        let whole = logical_bytes(&lists);
+        let one = logical_bytes(&lists.slice(0, 1));
+        assert!(whole >= 100 * 100 * 8 && one < whole / 50, "{whole} {one}");
     }
 
     #[tokio::test]

@@ -9,7 +9,8 @@
 //!   DataFusion setting: the session is shared). SQL-level `PREPARE`/`EXECUTE`/`DEALLOCATE` are
 //!   refused: DataFusion keeps them in the session every connection shares, and plans a
 //!   `PREPARE` without its analyzer rules (so without the function caps of [`crate::capped`]).
-//!   Drivers' prepared statements (Parse/Bind) work and belong to their connection;
+//!   Drivers' prepared statements (Parse/Bind) work and belong to their connection, and a
+//!   `DEALLOCATE` (what psycopg sends to drop one of them) acts on the connection's own;
 //! * the time, row and byte limits, applied to the row stream of every result (produced on the
 //!   query threads, so the time limit holds while a client does not read), and the memory limit's
 //!   error named — each ends only that query;
@@ -36,7 +37,7 @@ use pgwire::api::auth::{
 };
 use pgwire::api::portal::Portal;
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{QueryResponse, Response};
+use pgwire::api::results::{QueryResponse, Response, Tag};
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
@@ -83,7 +84,7 @@ fn to_pg(e: &Error) -> PgWireError {
 }
 
 /// Why SQL-level prepared statements are refused (see the module docs).
-const SQL_PREPARE_REFUSED: &str = "SQL-level PREPARE, EXECUTE and DEALLOCATE are not available \
+const SQL_PREPARE_REFUSED: &str = "SQL-level PREPARE and EXECUTE are not available \
      (the session is shared by every connection): use your driver's prepared statements \
      (the extended protocol's Parse/Bind, e.g. psycopg's prepare=True or JDBC's \
      PreparedStatement), which belong to their connection";
@@ -141,8 +142,22 @@ impl QueryHook for ReadOnly {
         &self,
         statement: &Statement,
         _ctx: &SessionContext,
-        _client: &mut dyn HookClient,
+        client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
+        // Drivers send `DEALLOCATE name` (psycopg evicting a statement it prepared with Parse,
+        // `DEALLOCATE ALL` clearing its cache) for their protocol-level statements: those are the
+        // connection's own, so it is answered on them.
+        if let Statement::Deallocate { name, .. } = statement {
+            let key = match name.quote_style {
+                Some(_) => name.value.clone(),
+                None => name.value.to_lowercase(),
+            };
+            // `ALL`: the store cannot list its statements; they end with the connection
+            if name.quote_style.is_some() || key != "all" {
+                client.portal_store().rm_statement(&key);
+            }
+            return Some(Ok(Response::Execution(Tag::new("DEALLOCATE"))));
+        }
         self.check(statement).err().map(|e| Err(to_pg(&e)))
     }
 

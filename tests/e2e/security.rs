@@ -287,11 +287,16 @@ fn prepared_statements_belong_to_their_connection(demo: &mut Demo) {
          def run(c, q):\n    r = c.pgconn.exec_(q.encode())\n    if r.error_message:\n        return 'error: ' + r.error_message.decode().strip()\n    return r.get_value(0, 0).decode() if r.ntuples else 'ok'\n\
          def prepared(c, q):\n    return c.execute(q, ('none',), prepare=True).fetchone()[0]\n\
          a, b = connect(), connect()\n\
-         for q in [\"PREPARE by_lot(text) AS SELECT count(*) FROM lots WHERE lot_id = $1\", \"EXECUTE by_lot('none')\", \"EXEC by_lot('none')\", 'DEALLOCATE by_lot', 'DEALLOCATE ALL', \"EXECUTE by_lot('x'); ABORT\"]:\n    print('sql-level:', run(a, q))\n\
+         for q in [\"PREPARE by_lot(text) AS SELECT count(*) FROM lots WHERE lot_id = $1\", \"EXECUTE by_lot('none')\", \"EXEC by_lot('none')\", \"EXECUTE by_lot('x'); ABORT\"]:\n    print('sql-level:', run(a, q))\n\
+         print('deallocate one:', run(a, 'DEALLOCATE by_lot'))\n\
+         print('deallocate all:', run(a, 'DEALLOCATE ALL'))\n\
          print('a prepared:', prepared(a, 'SELECT count(*) + 41 FROM lots WHERE lot_id = %s'))\n\
          print('b prepared:', prepared(b, 'SELECT count(*) + 7 FROM lots WHERE lot_id = %s'))\n\
          print('a again:', prepared(a, 'SELECT count(*) + 41 FROM lots WHERE lot_id = %s'))\n\
-         print('b again:', prepared(b, 'SELECT count(*) + 7 FROM lots WHERE lot_id = %s'))\n",
+         print('b again:', prepared(b, 'SELECT count(*) + 7 FROM lots WHERE lot_id = %s'))\n\
+         a.prepared_max = 2\n\
+         for k in range(5):\n    print('evicting %d:' % k, prepared(a, 'SELECT count(*) + %d FROM lots WHERE lot_id = %%s' % k))\n\
+         for k in range(5):\n    print('again %d:' % k, prepared(a, 'SELECT count(*) + %d FROM lots WHERE lot_id = %%s' % k))\n",
         demo.pg_port
     );
     let o = Command::new(fjord_testkit::python())
@@ -303,10 +308,10 @@ fn prepared_statements_belong_to_their_connection(demo: &mut Demo) {
         .lines()
         .filter_map(|l| l.strip_prefix("sql-level:"))
         .collect();
-    assert_eq!(refusals.len(), 6, "{out}");
+    assert_eq!(refusals.len(), 4, "{out}");
     for r in refusals {
         assert!(
-            r.contains("SQL-level PREPARE, EXECUTE and DEALLOCATE are not available"),
+            r.contains("SQL-level PREPARE and EXECUTE are not available"),
             "{out}"
         );
     }
@@ -321,6 +326,14 @@ fn prepared_statements_belong_to_their_connection(demo: &mut Demo) {
     assert_eq!(line("b prepared:"), "7", "{out}");
     assert_eq!(line("a again:"), "41", "{out}");
     assert_eq!(line("b again:"), "7", "{out}");
+    // DEALLOCATE acts on the connection's own protocol-level statements: psycopg evicting from
+    // its cache of 2 (5 queries, each prepared, then each again) gets every answer right
+    assert_eq!(line("deallocate one:"), "ok", "{out}");
+    assert_eq!(line("deallocate all:"), "ok", "{out}");
+    for k in 0..5 {
+        assert_eq!(line(&format!("evicting {k}:")), k.to_string(), "{out}");
+        assert_eq!(line(&format!("again {k}:")), k.to_string(), "{out}");
+    }
     demo.alive();
 }
 
