@@ -7,7 +7,7 @@
 #   cargo build --release && bash scripts/newcomer-check.sh target/release/fjord   (WAIT=seconds to
 #   wait for the first 1-minute windows, default 150)
 set -u
-FJORD="$1"
+FJORD="$(realpath "$1")"
 D=$(mktemp -d /tmp/newcomer.XXXX)
 cd "$D"
 t0=$(date +%s.%N)
