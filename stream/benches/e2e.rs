@@ -66,12 +66,30 @@ fn produce(bootstrap: &str, topic: &str, n: usize) {
     p.flush(Duration::from_secs(60)).unwrap();
 }
 
+/// librdkafka settings for both consumers: env `KAFKA_OPTIONS`, `key=value` pairs separated by
+/// commas (what `[kafka.options]` would hold).
+fn kafka_options() -> Vec<(String, String)> {
+    std::env::var("KAFKA_OPTIONS")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv
+                .split_once('=')
+                .expect("KAFKA_OPTIONS like key=value,key=value");
+            (k.to_owned(), v.to_owned())
+        })
+        .collect()
+}
+
 fn broker_consume_rate(bootstrap: &str, topic: &str, partitions: i32, n: usize) -> f64 {
-    let c: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("bench-raw-{topic}"))
-        .create()
-        .unwrap();
+    let mut cfg = rdkafka::ClientConfig::new();
+    cfg.set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("bench-raw-{topic}"));
+    for (k, v) in kafka_options() {
+        cfg.set(k, v);
+    }
+    let c: BaseConsumer = cfg.create().unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition_offset(topic, p, Offset::Beginning)
@@ -95,8 +113,10 @@ fn stream_rate(
     prefix: &str,
     guarantee: ProcessingGuarantee,
     n: usize,
-) -> (f64, u64) {
+) -> (f64, Commits) {
     let mut config = Config::default();
+    config.stream.commit_interval = commit_interval();
+    config.kafka.options.extend(kafka_options());
     config.kafka.brokers = bootstrap.to_owned();
     config.kafka.topic_prefix = prefix.to_owned();
     config.stream.processing_guarantee = guarantee;
@@ -117,9 +137,36 @@ fn stream_rate(
             last_report = Instant::now();
         }
     }
-    let rate = n as f64 / start.elapsed().as_secs_f64();
+    let elapsed = start.elapsed().as_secs_f64();
+    let rate = n as f64 / elapsed;
+    let commit_seconds = running.metrics.commit_seconds.get_sample_sum();
+    let checkpoint_bytes = running.metrics.checkpoint_bytes.get();
     let summary = running.stop();
-    (rate, summary.commits)
+    (
+        rate,
+        Commits {
+            count: summary.commits,
+            share: commit_seconds / elapsed,
+            checkpoint_mb: checkpoint_bytes as f64 / 1e6,
+        },
+    )
+}
+
+/// What the commits of a run cost.
+struct Commits {
+    count: u64,
+    /// Share of the run's wall time spent committing.
+    share: f64,
+    /// Checkpoint bytes written.
+    checkpoint_mb: f64,
+}
+
+/// `stream.commit_interval` of the runs: env `COMMIT_INTERVAL` (e.g. `250ms`), default the config's.
+fn commit_interval() -> fjord_core::duration::Duration {
+    std::env::var("COMMIT_INTERVAL")
+        .ok()
+        .map(|v| v.parse().expect("COMMIT_INTERVAL like 250ms"))
+        .unwrap_or_else(|| Config::default().stream.commit_interval)
 }
 
 /// One line of the report.
@@ -129,7 +176,7 @@ struct Row {
     guarantee: ProcessingGuarantee,
     rate: f64,
     raw: f64,
-    commits: u64,
+    commits: Commits,
 }
 
 /// Produces `n` readings under a fresh topic prefix, measures the plain consume rate, then the
@@ -221,16 +268,19 @@ fn main() {
         ));
     }
     println!(
-        "{n} readings filled beforehand, commit interval 100ms, this machine's 2 cores shared with the broker:"
+        "{n} readings filled beforehand, commit interval {}, this machine's 2 cores shared with the broker:",
+        commit_interval()
     );
     for r in rows {
         println!(
-            "  {:<12} {:>2} partitions {:?}: stream processor {:>9.0} readings/s ({} commits); plain consumer {:>9.0} records/s ({:.2}x)",
+            "  {:<12} {:>2} partitions {:?}: stream processor {:>9.0} readings/s ({} commits, {:.0} % of the time, {:.0} MB of checkpoints); plain consumer {:>9.0} records/s ({:.2}x)",
             r.broker,
             r.partitions,
             r.guarantee,
             r.rate,
-            r.commits,
+            r.commits.count,
+            r.commits.share * 100.0,
+            r.commits.checkpoint_mb,
             r.raw,
             r.rate / r.raw
         );

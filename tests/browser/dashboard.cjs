@@ -1,5 +1,5 @@
 // Drives the dashboard in headless Chromium (Debian's chromium, playwright-core): signs in with the
-// token in the URL, waits for live lot cards, waits until a live value changes without a reload,
+// token in the URL (any page error, console error or failed request fails the run), waits for live lot cards, waits until a live value changes without a reload,
 // runs a query in the SQL console, and saves a screenshot.
 // Usage: NODE_PATH=…/node_modules node dashboard.cjs <dashboard URL with #token=…> <output dir>
 "use strict";
@@ -21,6 +21,9 @@ const fail = async (page, why) => {
 const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
 const errors = [];
 page.on("pageerror", (e) => errors.push(String(e)));
+// a failed request (e.g. a missing asset) or an error logged by the page counts as an error too
+page.on("console", (m) => { if (m.type() === "error") errors.push("console: " + m.text()); });
+page.on("response", (r) => { if (r.status() >= 400) errors.push(`${r.status()} ${r.url()}`); });
 await page.goto(url);
 try {
   await page.waitForSelector("#lots .lot", { timeout: 60000 });
