@@ -55,6 +55,17 @@ echo "psql PREPARE: $(pq "PREPARE p(text) AS SELECT count(*) FROM lots WHERE lot
 echo "psql DROP: $(pq 'DROP TABLE readings')"
 echo "psql SELECT INTO: $(pq 'SELECT * INTO t FROM lots')"
 echo "wrong token: $(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer nope' --data 'SELECT 1' http://127.0.0.1:8080/api/sql)"
+echo "--- hostile devices"
+long=$(python3 -c "print('s' * 50000)")
+mosquitto_pub -h 127.0.0.1 -p 1883 -u fjord -P "$T" -q 1 -t "parking/poison/$long" -m '{"occupied":true}'; echo "50,000-char space id over MQTT rc=$?"
+echo "50,000-char space id over HTTP: $(curl -s -H "Authorization: Bearer $T" -d '{"occupied":true}' "http://127.0.0.1:8080/ingest/parking/poison/$long" | head -c 200)"
+mosquitto_pub -h 127.0.0.1 -p 1883 -u fjord -P "$T" -q 1 -t 'parking/newcomer/+' -m '{"occupied":true}'; echo "wildcard in topic rc=$?"
+echo "endpoints.json mode: $(stat -c %a fjord-data/endpoints.json)"
+echo "a second demo with a short token: $("$FJORD" demo --data-dir ./other --auth-token short 2>&1 | tail -1 | head -c 200)"
+p0=$(date +%s.%N)
+mosquitto_pub -h 127.0.0.1 -p 1883 -u fjord -P "$T" -q 1 -t parking/newcomer/N6 -m '{"occupied":true}'
+for i in $(seq 1 100); do r=$(pq "SELECT count(*) FROM spaces_live WHERE lot_id = 'newcomer' AND space_id = 'N6'"); [ "$r" = 1 ] && break; sleep 0.05; done
+echo "after the hostile input, a reading still reaches spaces_live: '$r' after $(echo "$(date +%s.%N) - $p0" | bc) s"
 echo "--- alive? $(kill -0 $PID && echo yes) healthz=$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8080/healthz)"
 echo "--- dashboard screenshot"
 NODE_PATH="${FJORD_NODE_MODULES:-$HOME/.cache/fjord-ci/node/node_modules}" node -e "
