@@ -33,7 +33,7 @@ row() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >> "$RESULTS"; }
 # wall seconds and peak RSS (MB) of a command, as "S MB"
 timed() {
   /usr/bin/time -f "%e %M" -o "$WORK/time.out" "$@" > "$WORK/cmd.out" 2>&1 || { cat "$WORK/cmd.out"; return 1; }
-  awk '{ printf "%.2f %d", $1, $2 / 1024 }' "$WORK/time.out"
+  awk '{ printf "%.2f %d\n", $1, $2 / 1024 }' "$WORK/time.out"
 }
 LOTS="$WORK/lots.csv"
 "$PY" - "$LOTS" <<'PY'
@@ -138,8 +138,8 @@ print(f"   DuckDB 10 m: {d10:.2f} s; 1 m + 10 m: {both:.2f} s (median of {os.env
 # fjord's 10 m view against DuckDB's, row by row
 con.sql(f"CREATE TABLE d AS {windows(600000)}")
 con.sql(f"CREATE VIEW f AS SELECT lot_id, epoch_ms(window_start) AS window_start, occupied_avg, occupied_end, arrivals, departures, readings FROM read_parquet('{lake}/occupancy_10m/**/*.parquet', hive_partitioning = true)")
-n_d, n_f = con.sql("SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM f)").fetchone()
-diff = con.sql("""
+n_d, n_f = con.execute("SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM f)").fetchone()
+diff = con.execute("""
 SELECT count(*) FROM d FULL JOIN f USING (lot_id, window_start)
 WHERE d.readings IS DISTINCT FROM f.readings OR d.arrivals IS DISTINCT FROM f.arrivals
    OR d.departures IS DISTINCT FROM f.departures OR d.occupied_end IS DISTINCT FROM f.occupied_end

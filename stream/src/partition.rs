@@ -312,21 +312,27 @@ impl PartitionState {
             Some(lot) if rec.offset <= lot.applied_offset => Fate::Skipped,
             _ => {
                 let late_before = watermark.saturating_sub(settings.allowed_lateness_ms);
-                let lot = self
-                    .lots
-                    .entry(reading.lot_id.clone())
-                    .or_insert_with(|| LotState {
-                        engine: LotEngine::new(
-                            reading.lot_id.clone(),
-                            settings.lots.capacity(&reading.lot_id),
-                            &settings.windows_ms,
-                            settings.dedup_horizon_ms,
-                        ),
-                        applied_offset: -1,
-                        alerts: LotAlerts::default(),
-                        twins: twins::Twins::new(),
-                        held: buckets::Index::default(),
-                    });
+                // ids are cloned into the maps only when they are new there (this runs per record)
+                if !self.lots.contains_key(&reading.lot_id) {
+                    self.lots.insert(
+                        reading.lot_id.clone(),
+                        LotState {
+                            engine: LotEngine::new(
+                                reading.lot_id.clone(),
+                                settings.lots.capacity(&reading.lot_id),
+                                &settings.windows_ms,
+                                settings.dedup_horizon_ms,
+                            ),
+                            applied_offset: -1,
+                            alerts: LotAlerts::default(),
+                            twins: twins::Twins::new(),
+                            held: buckets::Index::default(),
+                        },
+                    );
+                }
+                let Some(lot) = self.lots.get_mut(&reading.lot_id) else {
+                    unreachable!("inserted above")
+                };
                 lot.applied_offset = rec.offset;
                 let fate = match lot.engine.offer(
                     &reading.space_id,
@@ -335,11 +341,19 @@ impl PartitionState {
                     late_before,
                 ) {
                     Offer::Accepted => {
-                        self.live_dirty.insert(reading.lot_id.clone());
-                        self.held_dirty
-                            .entry(reading.lot_id.clone())
-                            .or_default()
-                            .insert(buckets::start_of(reading.ts));
+                        if !self.live_dirty.contains(&reading.lot_id) {
+                            self.live_dirty.insert(reading.lot_id.clone());
+                        }
+                        let bucket = buckets::start_of(reading.ts);
+                        match self.held_dirty.get_mut(&reading.lot_id) {
+                            Some(held) => {
+                                held.insert(bucket);
+                            }
+                            None => {
+                                self.held_dirty
+                                    .insert(reading.lot_id.clone(), [bucket].into_iter().collect());
+                            }
+                        }
                         if let Some(t) = lot.engine.next_event() {
                             self.next_due = self.next_due.min(t);
                         }

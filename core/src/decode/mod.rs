@@ -268,6 +268,15 @@ fn invisible(c: char) -> Option<&'static str> {
 
 /// Checks an id against the rules of [`DecodeError::BadId`].
 pub fn valid_id(field: &'static str, id: &str) -> Result<(), DecodeError> {
+    // the common case, decided without Unicode tables (it runs for every id of every reading):
+    // printable ASCII has no control, formatting, separator, private-use or unassigned character
+    if id.len() <= MAX_ID_BYTES
+        && id
+            .bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && !matches!(b, b'#' | b'+' | b'/'))
+    {
+        return Ok(());
+    }
     let problem = if id.len() > MAX_ID_BYTES {
         Some(format!("is {} bytes long", id.len()))
     } else if let Some(c) = id.chars().find(|c| c.is_control()) {

@@ -481,3 +481,19 @@ fn ids_are_bounded_and_printable_without_wildcards() {
     .unwrap_err();
     assert_eq!(e.reason(), "bad_id");
 }
+
+#[test]
+fn every_ascii_character_is_judged_alike_by_the_fast_path_and_the_full_rules() {
+    for b in 0u8..0x80 {
+        let c = char::from(b);
+        let expected_ok = !c.is_control() && !matches!(c, '#' | '+' | '/');
+        // alone (the ASCII fast path) and next to a non-ASCII letter (the full rules)
+        for id in [format!("a{c}b"), format!("é{c}b")] {
+            assert_eq!(
+                valid_id("space_id", &id).is_ok(),
+                expected_ok,
+                "byte 0x{b:02X} in {id:?}"
+            );
+        }
+    }
+}

@@ -239,15 +239,15 @@ pub fn run(
         if let Some(e) = p.fatal.take() {
             return Err(e);
         }
-        p.sink.poll();
+        p.settle(&consumer)?;
         p.tick();
         if last_commit.elapsed() >= interval {
-            p.commit(&consumer)?;
+            p.commit(&consumer, false)?;
             last_commit = Instant::now();
         }
     }
     let mut p = lock(&shared);
-    p.commit(&consumer)?;
+    p.commit(&consumer, true)?;
     let summary = p.summary.clone();
     drop(p);
     info!(summary = ?summary, "stream processor stopped");

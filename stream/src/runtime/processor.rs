@@ -235,13 +235,24 @@ impl Processor {
         Ok(())
     }
 
-    /// Commits outputs, changed state and offsets (see the module docs).
-    pub(super) fn commit<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
+    /// Commits outputs, changed state and offsets (see the module docs). At least once and
+    /// without `wait`, the offsets are committed once the outputs are delivered ([`Sink`]); with
+    /// `wait` (before a revocation, at the end) every earlier commit is completed too.
+    pub(super) fn commit<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        wait: bool,
+    ) -> Result<()> {
         if !self.changed {
-            return Ok(());
+            return if wait {
+                self.sink.commit_waiting(consumer).map_err(commit_fatal)
+            } else {
+                Ok(())
+            };
         }
         let started = Instant::now();
         let mut records: Vec<OutRecord> = Vec::new();
+        let mut checkpoints: Vec<OutRecord> = Vec::new();
         let mut offsets = TopicPartitionList::new();
         let (mut bytes, mut spaces) = (0usize, 0usize);
         for (&partition, state) in &mut self.states {
@@ -254,7 +265,7 @@ impl Processor {
             for (key, value) in state.take_checkpoint() {
                 let written = value.as_ref().map_or(0, Vec::len);
                 self.metrics.checkpoint_bytes.inc_by(written as u64);
-                records.push(output::checkpoint_record(
+                checkpoints.push(output::checkpoint_record(
                     &self.topics,
                     partition,
                     key,
@@ -276,7 +287,7 @@ impl Processor {
             let Some(state) = self.presence.get(&partition) else {
                 continue;
             };
-            records.push(output::checkpoint_record(
+            checkpoints.push(output::checkpoint_record(
                 &self.topics,
                 partition % self.state_partitions,
                 gateway::checkpoint_key(partition),
@@ -295,7 +306,7 @@ impl Processor {
         for r in &records {
             self.sink.send(r)?;
         }
-        match self.sink.commit(consumer, &offsets) {
+        match self.sink.commit(consumer, checkpoints, &offsets, wait) {
             Ok(()) => {
                 self.changed = false;
                 self.presence_uncommitted.clear();
@@ -319,6 +330,12 @@ impl Processor {
             }
             Err(sink::CommitError::Fatal(e)) => Err(e),
         }
+    }
+
+    /// Serves the producer's delivery reports and commits the offsets whose outputs are delivered.
+    pub(super) fn settle<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
+        self.sink.poll();
+        self.sink.settle(consumer).map_err(commit_fatal)
     }
 
     /// Drops what was processed since the last commit: restores every partition from its
@@ -363,6 +380,14 @@ impl Processor {
         self.presence_dirty.clear();
         self.changed = false;
         Ok(())
+    }
+}
+
+/// Settling waiting commits never aborts a transaction: any error of it stops the processor.
+fn commit_fatal(e: sink::CommitError) -> Error {
+    match e {
+        sink::CommitError::Fatal(e) => e,
+        sink::CommitError::Aborted(reason) => Error::Kafka(reason),
     }
 }
 

@@ -28,7 +28,7 @@ impl ConsumerContext for Ctx {
         if let Rebalance::Revoke(tpl) = rebalance {
             let mut p = lock(&self.shared);
             // commit what was processed before the partitions go to another instance
-            if let Err(e) = p.commit(consumer) {
+            if let Err(e) = p.commit(consumer, true) {
                 error!(error = %e, "commit before revocation failed");
                 p.fatal.get_or_insert(e);
             }

@@ -1,6 +1,16 @@
 //! Where the stream processor's records go: a transactional producer (exactly once) or an
 //! idempotent one whose deliveries are awaited before the offsets are committed (at least once).
+//!
+//! At least once, a commit does not wait, and its steps follow each other as deliveries come in
+//! while the processor goes on reading: every record carries a tag, the number of the commit its
+//! outputs belong to; once every output up to that commit is delivered, the commit's checkpoints
+//! are sent (under a tag of their own), and once they are delivered, its offsets are committed.
+//! So a checkpoint is never stored before the outputs it covers (a replay from it repeats nothing
+//! that is missing), and offsets never before their checkpoints. At most [`MAX_PENDING`] commits
+//! wait so; past that, and before partitions are revoked or the processor stops, a commit waits
+//! for every delivery.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,6 +28,9 @@ use crate::output::OutRecord;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Commits (at least once) whose deliveries may still be outstanding before a commit waits.
+pub const MAX_PENDING: usize = 8;
+
 /// Why a commit did not happen.
 pub enum CommitError {
     /// The transaction was aborted; the processor rewinds to its last checkpoint.
@@ -30,6 +43,18 @@ pub enum CommitError {
 struct Failures {
     count: AtomicU64,
     last: Mutex<Option<String>>,
+    /// Records sent and not yet reported, per tag (none listed: none outstanding).
+    outstanding: Mutex<BTreeMap<usize, u64>>,
+}
+
+impl Failures {
+    /// The oldest tag with a record not yet reported.
+    fn oldest_outstanding(&self) -> Option<usize> {
+        self.outstanding
+            .lock()
+            .ok()
+            .and_then(|o| o.keys().next().copied())
+    }
 }
 
 struct SinkCtx {
@@ -39,9 +64,18 @@ struct SinkCtx {
 impl ClientContext for SinkCtx {}
 
 impl ProducerContext for SinkCtx {
-    type DeliveryOpaque = ();
+    /// The record's tag (see the module docs).
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+    fn delivery(&self, result: &DeliveryResult<'_>, tag: usize) {
+        if let Ok(mut o) = self.failures.outstanding.lock()
+            && let Some(n) = o.get_mut(&tag)
+        {
+            *n -= 1;
+            if *n == 0 {
+                o.remove(&tag);
+            }
+        }
         if let Err((e, _)) = result {
             self.failures.count.fetch_add(1, Ordering::Relaxed);
             if let Ok(mut last) = self.failures.last.lock() {
@@ -60,6 +94,21 @@ pub struct Sink {
     /// only be aborted (the commit does that, and the processor rewinds).
     doomed: Option<String>,
     failures: Arc<Failures>,
+    /// The tag of the records sent now; at least once, each commit starts a new one.
+    next_tag: usize,
+    /// Commits waiting for deliveries, oldest first (at least once).
+    pending: VecDeque<Pending>,
+}
+
+/// A commit (at least once) whose outputs or checkpoints are not all delivered yet.
+struct Pending {
+    /// The tag of its outputs.
+    outputs: usize,
+    /// Its checkpoints, until they are sent.
+    checkpoints: Vec<OutRecord>,
+    /// The tag they were sent under.
+    sent: Option<usize>,
+    offsets: TopicPartitionList,
 }
 
 fn fatal(context: &str, e: KafkaError) -> Error {
@@ -116,6 +165,8 @@ impl Sink {
             txn_open: false,
             doomed: None,
             failures,
+            next_tag: 0,
+            pending: VecDeque::new(),
         })
     }
 
@@ -136,6 +187,10 @@ impl Sink {
 
     /// Produces `r` (inside the open transaction, with exactly-once).
     pub fn send(&mut self, r: &OutRecord) -> Result<(), Error> {
+        self.send_tagged(r, self.next_tag)
+    }
+
+    fn send_tagged(&mut self, r: &OutRecord, tag: usize) -> Result<(), Error> {
         if self.doomed.is_some() {
             return Ok(());
         }
@@ -147,7 +202,7 @@ impl Sink {
                 value: Some(v.as_slice()),
             });
         }
-        let mut record = BaseRecord::<[u8], [u8]>::to(&r.topic)
+        let mut record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(&r.topic, tag)
             .key(&r.key[..])
             .headers(headers);
         if let Some(payload) = &r.payload {
@@ -155,6 +210,9 @@ impl Sink {
         }
         if let Some(p) = r.partition {
             record = record.partition(p);
+        }
+        if let Ok(mut o) = self.failures.outstanding.lock() {
+            *o.entry(tag).or_default() += 1;
         }
         loop {
             match self.producer.send(record) {
@@ -194,14 +252,20 @@ impl Sink {
             .abort_transaction(left.max(Duration::from_secs(1)))
     }
 
-    /// Commits what was sent together with `offsets`.
+    /// Commits what was sent, `checkpoints` and `offsets`. At least once and without `wait`,
+    /// this only queues the checkpoints and offsets (see the module docs).
     pub fn commit<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
+        checkpoints: Vec<OutRecord>,
         offsets: &TopicPartitionList,
+        wait: bool,
     ) -> Result<(), CommitError> {
         match self.guarantee {
             ProcessingGuarantee::ExactlyOnce => {
+                for r in &checkpoints {
+                    self.send(r).map_err(CommitError::Fatal)?;
+                }
                 if let Some(reason) = self.doomed.take() {
                     self.txn_open = false;
                     if let Err(abort) = self.abort() {
@@ -235,31 +299,135 @@ impl Sink {
                 }
             }
             ProcessingGuarantee::AtLeastOnce => {
-                self.producer
-                    .flush(TIMEOUT)
-                    .map_err(|e| CommitError::Fatal(fatal("flush", e)))?;
-                let failed = self.failures.count.swap(0, Ordering::Relaxed);
-                if failed > 0 {
-                    let last = self
-                        .failures
-                        .last
-                        .lock()
-                        .ok()
-                        .and_then(|l| l.clone())
-                        .unwrap_or_default();
-                    // the outputs are incomplete: stop; a restart replays from the last checkpoint
-                    return Err(CommitError::Fatal(Error::Kafka(format!(
-                        "{failed} record(s) could not be stored (last error: {last})"
-                    ))));
+                self.pending.push_back(Pending {
+                    outputs: self.next_tag,
+                    checkpoints,
+                    sent: None,
+                    offsets: offsets.clone(),
+                });
+                self.next_tag += 1;
+                if wait || self.pending.len() > MAX_PENDING {
+                    self.commit_waiting(consumer)
+                } else {
+                    self.settle(consumer)
                 }
-                if offsets.count() > 0
-                    && let Err(e) = consumer.commit(offsets, CommitMode::Sync)
-                {
-                    // not fatal: the checkpoints say where each lot is; a replay skips what they hold
-                    warn!(error = %e, "committing the input offsets failed");
-                }
-                Ok(())
             }
         }
+    }
+
+    /// At least once: the failed deliveries since the last look, as the error that stops the
+    /// processor (the outputs are incomplete; a restart replays from the last checkpoint).
+    fn check_failures(&self) -> Result<(), CommitError> {
+        let failed = self.failures.count.swap(0, Ordering::Relaxed);
+        if failed == 0 {
+            return Ok(());
+        }
+        let last = self
+            .failures
+            .last
+            .lock()
+            .ok()
+            .and_then(|l| l.clone())
+            .unwrap_or_default();
+        Err(CommitError::Fatal(Error::Kafka(format!(
+            "{failed} record(s) could not be stored (last error: {last})"
+        ))))
+    }
+
+    /// At least once: takes the waiting commits as far as their deliveries allow — sends the
+    /// checkpoints of those whose outputs (and every earlier output) are delivered, commits the
+    /// offsets of those whose checkpoints are delivered. Serve delivery reports first
+    /// ([`Sink::poll`]).
+    pub fn settle<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+    ) -> Result<(), CommitError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.check_failures()?;
+        let mut ready = None;
+        loop {
+            let oldest = self.failures.oldest_outstanding();
+            let Some(front) = self.pending.front() else {
+                break;
+            };
+            match front.sent {
+                None if oldest.is_none_or(|o| o > front.outputs) => {
+                    let tag = self.next_tag;
+                    self.next_tag += 1;
+                    let checkpoints = self.pending.front_mut().map_or_else(Vec::new, |f| {
+                        f.sent = Some(tag);
+                        std::mem::take(&mut f.checkpoints)
+                    });
+                    for r in &checkpoints {
+                        self.send_tagged(r, tag).map_err(CommitError::Fatal)?;
+                    }
+                }
+                Some(tag) if !self.outstanding(tag) => {
+                    ready = self.pending.pop_front();
+                }
+                _ => break,
+            }
+        }
+        if let Some(done) = ready {
+            commit_offsets(consumer, &done.offsets, CommitMode::Async);
+        }
+        Ok(())
+    }
+
+    /// Whether a record sent under `tag` is not reported yet.
+    fn outstanding(&self, tag: usize) -> bool {
+        match self.failures.outstanding.lock() {
+            Ok(o) => o.contains_key(&tag),
+            Err(_) => true,
+        }
+    }
+
+    /// At least once: completes every commit that waits — waits for every output, sends the
+    /// waiting checkpoints, waits for them, then commits the newest offsets (nothing waiting:
+    /// nothing to do).
+    pub fn commit_waiting<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+    ) -> Result<(), CommitError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.flush()?;
+        let waiting: Vec<Pending> = self.pending.drain(..).collect();
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        for p in &waiting {
+            for r in &p.checkpoints {
+                self.send_tagged(r, tag).map_err(CommitError::Fatal)?;
+            }
+        }
+        self.flush()?;
+        if let Some(last) = waiting.last() {
+            commit_offsets(consumer, &last.offsets, CommitMode::Sync);
+        }
+        Ok(())
+    }
+
+    /// Waits for every delivery; any that failed stops the processor.
+    fn flush(&self) -> Result<(), CommitError> {
+        self.producer
+            .flush(TIMEOUT)
+            .map_err(|e| CommitError::Fatal(fatal("flush", e)))?;
+        self.check_failures()
+    }
+}
+
+fn commit_offsets<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    offsets: &TopicPartitionList,
+    mode: CommitMode,
+) {
+    if offsets.count() > 0
+        && let Err(e) = consumer.commit(offsets, mode)
+    {
+        // not fatal: the checkpoints say where each lot is; a replay skips what they hold
+        warn!(error = %e, "committing the input offsets failed");
     }
 }
