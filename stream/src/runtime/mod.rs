@@ -9,10 +9,12 @@
 //! * `exactly_once` (default, real Kafka): in one Kafka transaction, with the offsets sent through
 //!   the transaction (KIP-447). An aborted commit rewinds the partitions to their last checkpoint.
 //!   A read_committed consumer sees every window exactly once.
-//! * `at_least_once` (brokers without transactions, e.g. tansu): outputs and checkpoints are
-//!   flushed, then the offsets are committed. After a crash the input is replayed from the
-//!   committed offsets; each lot's checkpoint records the last offset it applied, so a replay
-//!   repeats exactly the records that had already been written — byte for byte — and nothing else.
+//! * `at_least_once` (brokers without transactions, e.g. tansu): the outputs are delivered, then
+//!   the checkpoints written, then the offsets committed, each step once the previous one's
+//!   deliveries are reported, while the loop reads on (module `sink`). After a crash the input is
+//!   replayed from the committed offsets; each lot's checkpoint records the last offset it
+//!   applied, so a replay repeats exactly the records that had already been written — byte for
+//!   byte — and nothing else.
 //!   Consumers that upsert windows by (lot, window_start, window_end) get the exact result.
 //!
 //! Why checkpoints in a Kafka topic rather than in the object store: the state is small (about
