@@ -33,7 +33,7 @@ if [ ! -d "$LAKE/occupancy_1m" ]; then
   FILE="$WORK/readings-$N.jsonl"
   [ -f "$FILE" ] || { echo "generating $N readings into $FILE"; python3 "$ROOT/scripts/gen-readings.py" "$N" "$FILE"; }
   echo "== building the lake: fjord batch import + views"
-  /usr/bin/time -f "  import: %e s, max RSS %M KiB" env FJORD__BATCH__MAX_RECORDS_PER_COMMIT=2000000 "$FJORD_BIN" --config "$CONFIG" batch import "$FILE"
+  /usr/bin/time -f "  import: %e s, max RSS %M KiB" "$FJORD_BIN" --config "$CONFIG" batch import "$FILE"
   /usr/bin/time -f "  views: %e s, max RSS %M KiB" "$FJORD_BIN" --config "$CONFIG" batch views
   rm -f "$FILE"
 fi

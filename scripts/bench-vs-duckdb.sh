@@ -56,7 +56,7 @@ for fmt in rfc3339 ms; do
   rm -rf "$LAKE" "$WORK/duckdb-$fmt"
   printf 'lots_file = "%s"\n\n[log]\nlevel = "warn"\n\n[lake]\nurl = "file://%s"\n' "$LOTS" "$LAKE" > "$WORK/fjord-$fmt.toml"
   echo "== import, $fmt ts: fjord batch import"
-  read -r s mb < <(timed env FJORD__BATCH__MAX_RECORDS_PER_COMMIT=2000000 "$FJORD_BIN" --config "$WORK/fjord-$fmt.toml" batch import "$FILE")
+  read -r s mb < <(timed "$FJORD_BIN" --config "$WORK/fjord-$fmt.toml" batch import "$FILE")
   tail -n 3 "$WORK/cmd.out"
   fj="$s s, $mb MB"
   echo "   $fj"

@@ -12,6 +12,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use cli::{Cli, Command, ConfigCommand};
 
+/// mimalloc instead of glibc malloc: the import, the stream processor and DataFusion allocate on
+/// several threads at once, where glibc's arenas cost system time (docs/development.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {

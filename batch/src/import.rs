@@ -88,7 +88,10 @@ fn decode_line(json: &[u8], now: i64, opts: &DecodeOptions) -> Line {
     }
 }
 
-/// A block of input: lines (ranges of `data`) with their byte offsets in the file.
+/// A block of input: lines (ranges of `data`) with their byte offsets in the file. One block is
+/// refilled for the whole file, so its buffers are allocated once: fresh buffers per block cost
+/// more in page faults (the kernel zeroing new pages) than the copying itself.
+#[derive(Default)]
 struct Block {
     data: Vec<u8>,
     lines: Vec<(u64, std::ops::Range<usize>)>,
@@ -99,9 +102,22 @@ impl Block {
     fn line(&self, i: usize) -> &[u8] {
         &self.data[self.lines[i].1.clone()]
     }
+
+    fn clear(&mut self) {
+        self.data.clear();
+        self.lines.clear();
+    }
 }
 
-/// Decodes a block on every core.
+/// What one decoding thread made of its share of a block.
+#[derive(Default)]
+struct Share {
+    rows: Vec<ReadingRow>,
+    /// Line index in the block, why, and the error text.
+    refused: Vec<(usize, &'static str, String)>,
+}
+
+/// Decodes a block on every core, each thread a contiguous share of the lines straight into rows.
 fn decode_block(
     block: &Block,
     opts: &DecodeOptions,
@@ -113,20 +129,26 @@ fn decode_block(
         .max(1);
     let per = block.lines.len().div_ceil(threads).max(1);
     let data = &block.data;
-    let parts: Vec<Vec<(usize, Line)>> = std::thread::scope(|s| {
+    let shares: Vec<Share> = std::thread::scope(|s| {
         let handles: Vec<_> = block
             .lines
             .chunks(per)
             .enumerate()
             .map(|(c, chunk)| {
                 s.spawn(move || {
-                    chunk
-                        .iter()
-                        .enumerate()
-                        .map(|(i, (_, range))| {
-                            (c * per + i, decode_line(&data[range.clone()], now, opts))
-                        })
-                        .collect::<Vec<_>>()
+                    let mut share = Share {
+                        rows: Vec::with_capacity(chunk.len()),
+                        refused: Vec::new(),
+                    };
+                    for (i, (_, range)) in chunk.iter().enumerate() {
+                        match decode_line(&data[range.clone()], now, opts) {
+                            Line::Row(r) => share.rows.push(r),
+                            Line::Refused { reason, error } => {
+                                share.refused.push((c * per + i, reason, error));
+                            }
+                        }
+                    }
+                    share
                 })
             })
             .collect();
@@ -135,36 +157,40 @@ fn decode_block(
             .map(|h| h.join().unwrap_or_default())
             .collect()
     });
-    let mut rows = Vec::with_capacity(block.lines.len());
+    let mut rows = Vec::with_capacity(shares.iter().map(|s| s.rows.len()).sum());
     let mut refused = Vec::new();
-    for (i, line) in parts.into_iter().flatten() {
-        let offset = block.lines[i].0;
-        match line {
-            Line::Row(r) => rows.push(r),
-            Line::Refused { reason, error } => refused.push(QuarantineRow {
+    for share in shares {
+        rows.extend(share.rows);
+        for (i, reason, error) in share.refused {
+            refused.push(QuarantineRow {
                 raw: block.line(i).to_vec(),
                 reason: reason.into(),
                 error,
                 source: source.to_owned(),
                 origin: Origin {
-                    offset: i64::try_from(offset).ok(),
+                    offset: i64::try_from(block.lines[i].0).ok(),
                     ..Origin::default()
                 },
                 seen_at: now,
-            }),
+            });
         }
     }
     (rows, refused)
 }
 
-/// Reads the next block of at most `max` JSON lines from `reader` (at byte `pos`).
-fn read_json_block(reader: &mut impl BufRead, pos: u64, max: usize) -> std::io::Result<Block> {
-    let mut data = Vec::with_capacity(max.min(1 << 20) * 96);
-    let mut lines = Vec::with_capacity(max.min(1 << 20));
+/// Refills `block` with the next at most `max` JSON lines from `reader` (at byte `pos`).
+fn read_json_block(
+    reader: &mut impl BufRead,
+    pos: u64,
+    max: usize,
+    block: &mut Block,
+) -> std::io::Result<()> {
+    block.clear();
+    let (data, lines) = (&mut block.data, &mut block.lines);
     let mut at = pos;
     while lines.len() < max {
         let from = data.len();
-        let n = reader.read_until(b'\n', &mut data)?;
+        let n = reader.read_until(b'\n', data)?;
         if n == 0 {
             break;
         }
@@ -180,22 +206,20 @@ fn read_json_block(reader: &mut impl BufRead, pos: u64, max: usize) -> std::io::
         }
         lines.push((start, from..to));
     }
-    Ok(Block {
-        data,
-        lines,
-        end: at,
-    })
+    block.end = at;
+    Ok(())
 }
 
-/// Reads the next block of at most `max` CSV records, each converted to a JSON object.
+/// Refills `block` with the next at most `max` CSV records, each converted to a JSON object.
 fn read_csv_block(
     reader: &mut csv::Reader<File>,
     header: &[String],
     max: usize,
     end_of_file: u64,
-) -> std::result::Result<Block, csv::Error> {
-    let mut data = Vec::new();
-    let mut lines = Vec::new();
+    block: &mut Block,
+) -> std::result::Result<(), csv::Error> {
+    block.clear();
+    let (data, lines) = (&mut block.data, &mut block.lines);
     let mut record = csv::StringRecord::new();
     let mut end = end_of_file;
     while lines.len() < max {
@@ -224,14 +248,15 @@ fn read_csv_block(
         }
         let from = data.len();
         // Serializing a map of strings, numbers and booleans cannot fail.
-        let _ = serde_json::to_writer(&mut data, &obj);
+        let _ = serde_json::to_writer(&mut *data, &obj);
         lines.push((start, from..data.len()));
         end = reader.position().byte();
     }
     if lines.len() < max {
         end = end_of_file;
     }
-    Ok(Block { data, lines, end })
+    block.end = end;
+    Ok(())
 }
 
 /// A fingerprint of a file: its size and its first 64 KiB.
@@ -293,15 +318,16 @@ fn read_and_decode(
     tx: &tokio::sync::mpsc::Sender<Result<Decoded>>,
 ) {
     let mut pos = start;
+    let mut block = Block::default();
     loop {
-        let block = match &mut reader {
-            Reader::Json(r) => read_json_block(r, pos, max).map_err(|e| e.to_string()),
+        let read = match &mut reader {
+            Reader::Json(r) => read_json_block(r, pos, max, &mut block).map_err(|e| e.to_string()),
             Reader::Csv(r, header) => {
-                read_csv_block(r, header, max, size).map_err(|e| e.to_string())
+                read_csv_block(r, header, max, size, &mut block).map_err(|e| e.to_string())
             }
         };
-        let block = match block {
-            Ok(b) => b,
+        match read {
+            Ok(()) => {}
             Err(reason) => {
                 let _ = tx.blocking_send(Err(Error::Input {
                     path: shown.to_owned(),
@@ -518,12 +544,14 @@ mod tests {
     fn json_blocks_track_byte_offsets() {
         let text = b"{\"a\":1}\n\n{\"b\":2}\r\n{\"c\":3}";
         let mut r = BufReader::new(&text[..]);
-        let b = read_json_block(&mut r, 0, 2).unwrap();
+        let mut b = Block::default();
+        read_json_block(&mut r, 0, 2, &mut b).unwrap();
         assert_eq!(b.lines.len(), 2);
         assert_eq!(b.lines[1].0, 9);
         assert_eq!(b.line(1), b"{\"b\":2}");
-        let b2 = read_json_block(&mut r, b.end, 2).unwrap();
-        assert_eq!(b2.lines.len(), 1);
-        assert_eq!(b2.end, text.len() as u64);
+        read_json_block(&mut r, b.end, 2, &mut b).unwrap();
+        assert_eq!(b.lines.len(), 1);
+        assert_eq!(b.line(0), b"{\"c\":3}");
+        assert_eq!(b.end, text.len() as u64);
     }
 }

@@ -19,6 +19,10 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
+/// The allocator of the `fjord` binary, so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Input partitions on librdkafka's mock cluster and on tansu.
 const MOCK_PARTITIONS: i32 = 12;
 const TANSU_PARTITIONS: i32 = 6;
