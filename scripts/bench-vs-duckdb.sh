@@ -93,7 +93,7 @@ import os, statistics, sys, time, duckdb
 lake, results, fj_s, fj_mb = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
 con = duckdb.connect()
 con.sql("SET TimeZone = 'UTC'")
-con.sql(f"CREATE VIEW readings AS SELECT lot_id, space_id, epoch_ms(ts) AS t, occupied FROM read_parquet('{lake}/readings/**/*.parquet', hive_partitioning = true)")
+con.sql(f"CREATE VIEW readings AS SELECT lot_id, space_id, epoch_ms(ts) AS t, occupied FROM read_parquet('{lake}/readings/date=*/*.parquet', hive_partitioning = true)")
 # §4.1: a space holds the value of its latest reading (free before the first); (space, ts) pairs
 # count once; windows of every lot from its first reading's window up to the high-water mark
 # (max ts minus 65 s of out-of-orderness and lateness, aligned down to 10 minutes)
@@ -137,7 +137,7 @@ both = timed([windows(60000), windows(600000)])
 print(f"   DuckDB 10 m: {d10:.2f} s; 1 m + 10 m: {both:.2f} s (median of {os.environ.get('RUNS', '5')})")
 # fjord's 10 m view against DuckDB's, row by row
 con.sql(f"CREATE TABLE d AS {windows(600000)}")
-con.sql(f"CREATE VIEW f AS SELECT lot_id, epoch_ms(window_start) AS window_start, occupied_avg, occupied_end, arrivals, departures, readings FROM read_parquet('{lake}/occupancy_10m/**/*.parquet', hive_partitioning = true)")
+con.sql(f"CREATE VIEW f AS SELECT lot_id, epoch_ms(window_start) AS window_start, occupied_avg, occupied_end, arrivals, departures, readings FROM read_parquet('{lake}/occupancy_10m/date=*/*.parquet', hive_partitioning = true)")
 n_d, n_f = con.execute("SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM f)").fetchone()
 diff = con.execute("""
 SELECT count(*) FROM d FULL JOIN f USING (lot_id, window_start)
@@ -185,7 +185,7 @@ GROUP BY 1 ORDER BY 1""",
 }
 con = duckdb.connect()
 con.sql("SET TimeZone = 'UTC'")
-con.sql(f"CREATE VIEW occupancy_1m AS SELECT * FROM read_parquet('{lake}/occupancy_1m/**/*.parquet', hive_partitioning = true)")
+con.sql(f"CREATE VIEW occupancy_1m AS SELECT * FROM read_parquet('{lake}/occupancy_1m/date=*/*.parquet', hive_partitioning = true)")
 def median(f):
     f()  # warm-up
     ts = []

@@ -1,13 +1,12 @@
 -- Average stay per lot: the mean time between a space becoming occupied and becoming free again,
 -- over completed stays (a space still occupied at the end of the data is not counted).
--- Duplicate readings count once; repeated readings of the same state are not transitions.
+-- Repeated readings of the same state are not transitions. (`readings` holds each reading once:
+-- the lake is deduplicated on lot_id, space_id, ts, so no DISTINCT is needed here.)
 -- Answers "how long do people park here?".
-WITH r AS (
-    SELECT DISTINCT lot_id, space_id, ts, occupied FROM readings
-), t AS (
+WITH t AS (
     SELECT lot_id, space_id, ts, occupied,
            lag(occupied) OVER (PARTITION BY lot_id, space_id ORDER BY ts) AS prev
-    FROM r
+    FROM readings
 ), changes AS (
     SELECT lot_id, space_id, ts, occupied
     FROM t

@@ -239,6 +239,7 @@ mod tests {
         let (_d, c) = catalog(|s| {
             s.max_result_rows = 1_000;
             s.query_memory_mb = 16;
+            s.query_spill_mb = 0;
             s.query_timeout = fjord_core::duration::Duration::from_secs(2);
         });
         let rows = collect(&c, "SELECT * FROM generate_series(1, 100000)").await;
@@ -280,6 +281,37 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(ok[0].num_rows(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_sort_larger_than_its_memory_spills_up_to_the_spill_limit() {
+        use arrow::array::AsArray;
+        use arrow::datatypes::Int64Type;
+        // about 150 MB of rows through a 32 MiB pool, the whole sorted result returned
+        let sort = "SELECT v, repeat('x', 64) AS pad FROM generate_series(1, 2000000) t(v) ORDER BY v DESC";
+        let (_d, c) = catalog(|s| {
+            s.query_memory_mb = 32;
+            s.query_spill_mb = 1024;
+            s.max_result_rows = 3_000_000;
+        });
+        let rows = collect(&c, sort).await.unwrap();
+        let v: Vec<i64> = rows
+            .iter()
+            .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+            .collect();
+        assert_eq!(v.len(), 2_000_000);
+        assert!(v.iter().zip((1..=2_000_000).rev()).all(|(a, b)| *a == b));
+
+        let (_d2, small) = catalog(|s| {
+            s.query_memory_mb = 32;
+            s.query_spill_mb = 16;
+            s.max_result_rows = 3_000_000;
+        });
+        let e = collect(&small, sort).await.unwrap_err().to_string();
+        assert!(
+            e.contains("more disk to spill to than the limit of 16 MiB (serve.query_spill_mb)"),
+            "{e}"
+        );
     }
 
     #[tokio::test]

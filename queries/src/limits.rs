@@ -14,6 +14,8 @@ pub struct Limits {
     pub timeout: Duration,
     /// Memory all running queries may hold together.
     pub memory_bytes: usize,
+    /// Disk their operators may spill to together (0: none).
+    pub spill_bytes: u64,
     /// Most rows one query may return.
     pub max_rows: u64,
     /// Most bytes (Arrow data) one query may return.
@@ -29,6 +31,7 @@ impl Limits {
             timeout: cfg.query_timeout.std(),
             memory_bytes: usize::try_from(cfg.query_memory_mb.saturating_mul(1024 * 1024))
                 .unwrap_or(usize::MAX),
+            spill_bytes: cfg.query_spill_mb.saturating_mul(1024 * 1024),
             max_rows: cfg.max_result_rows,
             max_result_bytes: cfg.max_result_mb.saturating_mul(1024 * 1024),
             sql: crate::guard::Shape {
@@ -64,7 +67,8 @@ impl Limits {
         ))
     }
 
-    /// The error for a DataFusion error: memory exhaustion names the memory limit.
+    /// The error for a DataFusion error: exhaustion names the memory limit, and the spill limit
+    /// when the spill files outgrew it.
     pub fn error(&self, e: DataFusionError) -> Error {
         if matches!(e.find_root(), DataFusionError::ResourcesExhausted(_)) {
             self.memory_error(&e.find_root().to_string())
@@ -83,9 +87,60 @@ impl Limits {
     }
 
     fn memory_error(&self, detail: &str) -> Error {
+        let spill = if self.spill_bytes == 0 {
+            " (spilling to disk is off: serve.query_spill_mb = 0)".to_owned()
+        } else if spilled_out(detail) {
+            format!(
+                " and more disk to spill to than the limit of {} MiB (serve.query_spill_mb)",
+                self.spill_bytes / (1024 * 1024)
+            )
+        } else {
+            String::new()
+        };
         Error::Limit(format!(
-            "the query needs more memory than the limit of {} MiB (serve.query_memory_mb) and was stopped: {detail}",
+            "the query needs more memory than the limit of {} MiB (serve.query_memory_mb){spill} and was stopped: {detail}",
             self.memory_bytes / (1024 * 1024),
         ))
+    }
+}
+
+/// Whether DataFusion's exhaustion error says the spill files outgrew their limit (its disk
+/// manager's `max_temp_directory_size`, which fjord sets from `serve.query_spill_mb`).
+fn spilled_out(detail: &str) -> bool {
+    detail.contains("disk space") || detail.contains("max_temp_directory_size")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exhausted_query_names_the_limits_it_hit() {
+        let mut cfg = ServeConfig {
+            query_memory_mb: 64,
+            query_spill_mb: 128,
+            ..ServeConfig::default()
+        };
+        let memory = Limits::from_config(&cfg)
+            .error_text("Resources exhausted: Failed to allocate additional 1.0 MB")
+            .to_string();
+        assert!(
+            memory.contains("limit of 64 MiB (serve.query_memory_mb) and was stopped"),
+            "{memory}"
+        );
+        let disk = Limits::from_config(&cfg)
+            .error_text("Resources exhausted: The used disk space during the spilling process has exceeded the allowable limit of 128.0 MB")
+            .to_string();
+        assert!(
+            disk.contains("(serve.query_memory_mb) and more disk to spill to than the limit of 128 MiB (serve.query_spill_mb)"),
+            "{disk}"
+        );
+        cfg.query_spill_mb = 0;
+        let off = Limits::from_config(&cfg)
+            .error_text(
+                "Resources exhausted: Memory Exhausted while Sorting (DiskManager is disabled)",
+            )
+            .to_string();
+        assert!(off.contains("serve.query_spill_mb = 0"), "{off}");
     }
 }

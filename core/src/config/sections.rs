@@ -497,8 +497,13 @@ pub struct ServeConfig {
     /// error naming this limit.
     pub query_timeout: Duration,
     /// Memory (MiB) that all running queries may hold together in DataFusion's memory pool; a query
-    /// that needs more ends with an error naming this limit (nothing spills to disk).
+    /// that needs more (and cannot spill, or has used up `query_spill_mb`) ends with an error naming
+    /// this limit.
     pub query_memory_mb: u64,
+    /// Disk (MiB, in the temporary directory) that sorts, aggregations and joins of all running
+    /// queries may spill to together when their memory is used up; past it a query ends with an
+    /// error naming this limit. `0`: nothing spills.
+    pub query_spill_mb: u64,
     /// Most rows one query may return; a query that would return more ends with an error naming this
     /// limit (add a `LIMIT`).
     pub max_result_rows: u64,
@@ -523,6 +528,7 @@ impl Default for ServeConfig {
             flight_listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             query_timeout: Duration::from_secs(60),
             query_memory_mb: 2048,
+            query_spill_mb: 8192,
             max_result_rows: 1_000_000,
             max_result_mb: 1024,
             max_sql_bytes: 256 * 1024,
