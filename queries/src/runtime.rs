@@ -224,6 +224,7 @@ mod tests {
         Limits {
             timeout: std::time::Duration::from_millis(300),
             memory_bytes: 1 << 30,
+            spill_bytes: 0,
             max_rows: 1 << 40,
             max_result_bytes: 1 << 40,
             sql: crate::guard::Shape {
