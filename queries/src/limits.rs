@@ -70,8 +70,11 @@ impl Limits {
     /// The error for a DataFusion error: exhaustion names the memory limit, and the spill limit
     /// when the spill files outgrew it.
     pub fn error(&self, e: DataFusionError) -> Error {
-        if matches!(e.find_root(), DataFusionError::ResourcesExhausted(_)) {
-            self.memory_error(&e.find_root().to_string())
+        let root = e.find_root();
+        // a spill file that outgrows the limit fails its write, which reaches us as an I/O error
+        if matches!(root, DataFusionError::ResourcesExhausted(_)) || spilled_out(&root.to_string())
+        {
+            self.memory_error(&root.to_string())
         } else {
             Error::Engine(Box::new(e))
         }
@@ -79,7 +82,7 @@ impl Limits {
 
     /// The error for an error that reached us as text (through the Postgres wire library).
     pub fn error_text(&self, text: &str) -> Error {
-        if text.contains("Resources exhausted") {
+        if text.contains("Resources exhausted") || spilled_out(text) {
             self.memory_error(text)
         } else {
             Error::Query(text.to_owned())
@@ -107,7 +110,8 @@ impl Limits {
 /// Whether DataFusion's exhaustion error says the spill files outgrew their limit (its disk
 /// manager's `max_temp_directory_size`, which fjord sets from `serve.query_spill_mb`).
 fn spilled_out(detail: &str) -> bool {
-    detail.contains("disk space") || detail.contains("max_temp_directory_size")
+    detail.contains("disk space during the spilling process")
+        || detail.contains("max_temp_directory_size")
 }
 
 #[cfg(test)]
@@ -129,7 +133,13 @@ mod tests {
             "{memory}"
         );
         let disk = Limits::from_config(&cfg)
-            .error_text("Resources exhausted: The used disk space during the spilling process has exceeded the allowable limit of 128.0 MB")
+            .error(DataFusionError::ArrowError(
+                Box::new(arrow::error::ArrowError::IoError(
+                    "The used disk space during the spilling process has exceeded the allowable limit of 128.0 MB".into(),
+                    std::io::Error::other("spill"),
+                )),
+                None,
+            ))
             .to_string();
         assert!(
             disk.contains("(serve.query_memory_mb) and more disk to spill to than the limit of 128 MiB (serve.query_spill_mb)"),
