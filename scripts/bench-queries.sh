@@ -44,11 +44,14 @@ for q in "$ROOT"/queries/sql/*.sql; do
   best=""; rss=""
   for _ in $(seq "$RUNS"); do
     s=$(date +%s.%N)
-    /usr/bin/time -o "$WORK/time" -f %M "$FJORD_BIN" --config "$CONFIG" sql --format csv -- "$(cat "$q")" > /dev/null 2> "$WORK/err" \
-      || { echo "  $name failed: $(tail -c 400 "$WORK/err")" >&2; }
+    if ! /usr/bin/time -o "$WORK/time" -f %M "$FJORD_BIN" --config "$CONFIG" sql --format csv -- "$(cat "$q")" > /dev/null 2> "$WORK/err"; then
+      echo "  $name failed: $(tail -c 400 "$WORK/err")" >&2
+      continue  # a failed run has no time to report
+    fi
     t=$(echo "$(date +%s.%N) - $s" | bc)
     if [ -z "$best" ] || [ "$(echo "$t < $best" | bc)" = 1 ]; then best=$t; rss=$(tail -1 "$WORK/time"); fi
   done
+  if [ -z "$best" ]; then printf "  %-32s failed\n" "$name"; continue; fi
   printf "  %-32s %6.2f  %5d MB\n" "$name" "$best" "$((rss / 1024))"
 done
 echo "== DuckDB over the same Parquet files (best of $RUNS, seconds)"

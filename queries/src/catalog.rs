@@ -7,9 +7,9 @@
 //!
 //! The session carries the memory limit (a DataFusion memory pool shared by all running queries),
 //! the spill limit (the disk their sorts, aggregations and joins may spill to when that pool is
-//! used up, in a temporary directory of the process that is removed when it ends) and capped
-//! versions of the functions that build values of any size ([`crate::capped`]); [`crate::exec`] adds the time, row and byte limits per query, run on the
-//! catalog's query threads ([`crate::runtime`]).
+//! used up, in a temporary directory of the process) and capped versions of the functions that
+//! build values of any size ([`crate::capped`]); [`crate::exec`] adds the time, row and byte limits
+//! per query, run on the catalog's query threads ([`crate::runtime`]).
 
 use std::sync::Arc;
 
@@ -54,28 +54,29 @@ impl Catalog {
     /// for `fjord sql`).
     pub fn open(cfg: &Config, speed: Arc<Speed>) -> Result<Self> {
         let limits = crate::limits::Limits::from_config(&cfg.serve);
-        let disk = if limits.spill_bytes == 0 {
-            DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled)
-        } else {
-            DiskManagerBuilder::default()
-                .with_mode(DiskManagerMode::OsTmpDirectory)
-                .with_max_temp_directory_size(limits.spill_bytes)
-        };
         // With spilling, DataFusion's fair pool: each operator that can spill gets an equal share
         // of what the others do not hold, so one partition's sort cannot take the memory that
         // another's needs to merge its runs before spilling them. (With the greedy pool, the
         // first sort to grow took it all and the other's merge failed: average_stay over 100 M
         // readings ended at 2 GiB after 3 s; with the fair pool it finishes in under 1 GiB.)
-        let pool: Arc<dyn MemoryPool> = if limits.spill_bytes == 0 {
-            Arc::new(TrackConsumersPool::new(
-                GreedyMemoryPool::new(limits.memory_bytes),
-                TOP_CONSUMERS,
-            ))
+        let (pool, disk): (Arc<dyn MemoryPool>, _) = if limits.spill_bytes == 0 {
+            (
+                Arc::new(TrackConsumersPool::new(
+                    GreedyMemoryPool::new(limits.memory_bytes),
+                    TOP_CONSUMERS,
+                )),
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+            )
         } else {
-            Arc::new(TrackConsumersPool::new(
-                FairSpillPool::new(limits.memory_bytes),
-                TOP_CONSUMERS,
-            ))
+            (
+                Arc::new(TrackConsumersPool::new(
+                    FairSpillPool::new(limits.memory_bytes),
+                    TOP_CONSUMERS,
+                )),
+                DiskManagerBuilder::default()
+                    .with_mode(DiskManagerMode::OsTmpDirectory)
+                    .with_max_temp_directory_size(limits.spill_bytes),
+            )
         };
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(pool)

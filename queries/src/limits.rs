@@ -145,6 +145,11 @@ mod tests {
             disk.contains("(serve.query_memory_mb) and more disk to spill to than the limit of 128 MiB (serve.query_spill_mb)"),
             "{disk}"
         );
+        // the same error as the Postgres wire library hands it over, as text
+        let disk_text = Limits::from_config(&cfg)
+            .error_text("Arrow error: Io error: The used disk space during the spilling process has exceeded the allowable limit of 128.0 MB")
+            .to_string();
+        assert!(disk_text.contains("(serve.query_spill_mb)"), "{disk_text}");
         cfg.query_spill_mb = 0;
         let off = Limits::from_config(&cfg)
             .error_text(
