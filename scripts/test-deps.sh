@@ -7,8 +7,9 @@
 #   * playwright-core from npm into ~/.cache/fjord-ci/node (drives chromium);
 #   * tansu, a Kafka-protocol broker, and s3s-fs, an S3-compatible server, built with cargo into
 #     ~/.cache/fjord-ci/tools;
-#   * a Python venv (~/.cache/fjord-ci/venv) with deltalake, pyarrow and duckdb, the independent
-#     readers of the lake in the tests, and adbc-driver-flightsql, the Flight SQL client.
+#   * a Python venv (~/.cache/fjord-ci/venv) with deltalake, pyarrow, duckdb and polars, the independent
+#     readers of the lake in the tests, adbc-driver-flightsql (the Flight SQL client) and
+#     kubernetes-validate (the manifests of docker/k8s, offline).
 # Works on a machine with only the Rust toolchain, Python 3 and apt. Needs root (or sudo) for apt.
 set -euo pipefail
 
@@ -27,6 +28,7 @@ for pkg in mosquitto pkg-config zlib1g-dev libssl-dev build-essential; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 command -v mosquitto_pub >/dev/null || missing+=(mosquitto-clients)
+command -v ip >/dev/null || missing+=(iproute2)   # the cluster test's network namespaces
 command -v psql >/dev/null || missing+=(postgresql-client)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v node >/dev/null || missing+=(nodejs)
@@ -79,18 +81,20 @@ else
   (cd "$NODE_DIR" && npm install --no-audit --no-fund --silent "playwright-core@$PLAYWRIGHT_VERSION")
 fi
 
-# --- Python: independent Delta/Parquet readers (deltalake, pyarrow, duckdb), ADBC Flight SQL,
-# psycopg (the Postgres wire's extended protocol) ----
+# --- Python: independent Delta/Parquet readers (deltalake, pyarrow, duckdb, polars), ADBC Flight SQL,
+# psycopg (the Postgres wire's extended protocol), kubernetes-validate (the manifests of docker/k8s,
+# offline against the Kubernetes schema; brings PyYAML) ----
 VENV="${FJORD_VENV:-$HOME/.cache/fjord-ci/venv}"
-if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import deltalake, pyarrow, duckdb, adbc_driver_flightsql.dbapi, psycopg" 2>/dev/null; then
+if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import deltalake, pyarrow, duckdb, adbc_driver_flightsql.dbapi, psycopg, polars, kubernetes_validate, yaml" 2>/dev/null; then
   :
 else
-  echo "test-deps: installing deltalake, pyarrow, duckdb, adbc-driver-flightsql and psycopg into $VENV"
+  echo "test-deps: installing deltalake, pyarrow, duckdb, polars, adbc-driver-flightsql, psycopg and kubernetes-validate into $VENV"
   python3 -m venv "$VENV" 2>/dev/null || {
     sudo_if_needed apt-get update -qq
     sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
     python3 -m venv "$VENV"
   }
-  "$VENV/bin/pip" install -q deltalake pyarrow duckdb adbc-driver-manager adbc-driver-flightsql 'psycopg[binary]'
+  "$VENV/bin/pip" install -q deltalake pyarrow duckdb polars adbc-driver-manager adbc-driver-flightsql \
+    'psycopg[binary]' kubernetes-validate
 fi
 echo "test-deps: ok (mosquitto: $(command -v mosquitto || echo /usr/sbin/mosquitto), tansu: $TOOLS/bin/tansu)"

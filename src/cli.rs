@@ -194,6 +194,10 @@ pub struct SimulateArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Write every message the broker acknowledged to FILE, one JSON line each
+    /// ({"topic": …, "payload": …}): the exact set a pipeline must not lose.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<std::path::PathBuf>,
 }
 
 /// `fjord batch` arguments.

@@ -63,7 +63,7 @@ pub fn bridge(path: Option<&Path>) -> anyhow::Result<ExitCode> {
                 ingest.clone(),
                 metrics.clone(),
             )?;
-            let router = http.router();
+            let router = http.bridge_router();
             let stop = shutdown.clone();
             let tls = fjord_core::tls::server_config(&config.tls, fjord_core::tls::ALPN_HTTP)?;
             tokio::spawn(async move {
@@ -96,9 +96,17 @@ pub fn stream(path: Option<&Path>, args: &crate::cli::StreamArgs) -> anyhow::Res
         } else {
             config.stream.metrics_listen
         };
+        // ready once the consumer group assigned this instance its partitions (a delivery-only
+        // instance: once it runs)
+        let ready = telemetry::Readiness::not_ready("waiting for the consumer group's assignment");
+        if args.only_deliver {
+            ready.set_ready();
+        }
         if let Some(listen) = listen {
-            let addr = telemetry::serve_metrics(listen, metrics.clone(), shutdown.clone()).await?;
-            tracing::info!(%addr, "metrics at /metrics");
+            let addr =
+                telemetry::serve_metrics(listen, metrics.clone(), ready.clone(), shutdown.clone())
+                    .await?;
+            tracing::info!(%addr, "metrics at /metrics, probes at /healthz and /readyz");
         }
         let deliver = !args.no_deliver && !config.alerts.webhooks.is_empty();
         if args.only_deliver && config.alerts.webhooks.is_empty() {
@@ -118,7 +126,16 @@ pub fn stream(path: Option<&Path>, args: &crate::cli::StreamArgs) -> anyhow::Res
             // an error ends the process, and delivery with it: what it had not settled is sent
             // again by the next run
             let summary =
-                run_stream(config, stream_metrics, shutdown.clone(), Default::default()).await?;
+                run_stream(
+                config,
+                stream_metrics,
+                shutdown.clone(),
+                fjord_stream::runtime::RunOptions {
+                    ready: Some(ready),
+                    ..Default::default()
+                },
+            )
+            .await?;
             println!(
                 "stream stopped: {} records, {} windows, {} alerts, {} late, {} duplicates, {} dead-lettered, {} commits",
                 summary.records, summary.windows, summary.alerts, summary.late, summary.duplicates, summary.dead, summary.commits
@@ -216,6 +233,7 @@ pub fn simulate(path: Option<&Path>, args: SimulateArgs) -> anyhow::Result<ExitC
             low_battery: args.low_battery,
         },
         inflight: args.inflight,
+        record: args.record,
     };
     let summary = runtime()?.block_on(async {
         let shutdown = shutdown_signal()?;

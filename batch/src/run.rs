@@ -174,6 +174,8 @@ pub struct BatchMetrics {
     runs: IntCounterVec,
     rows: IntCounterVec,
     last_success: IntGauge,
+    /// `/readyz` of a scheduled batch: ready while the last run succeeded.
+    ready: Option<fjord_core::telemetry::Readiness>,
 }
 
 impl BatchMetrics {
@@ -196,11 +198,20 @@ impl BatchMetrics {
                 "When a batch job last succeeded (Unix seconds)",
             )
             .map_err(e)?,
+            ready: None,
         };
         registry.register(&m.runs)?;
         registry.register(&m.rows)?;
         registry.register(&m.last_success)?;
         Ok(m)
+    }
+
+    /// Also reports each run's outcome to `ready`: ready after a successful run, not ready (with
+    /// the error) after a failed one.
+    #[must_use]
+    pub fn with_readiness(mut self, ready: fjord_core::telemetry::Readiness) -> Self {
+        self.ready = Some(ready);
+        self
     }
 
     fn record(&self, job: &Job, result: &Result<Summary>) {
@@ -224,6 +235,12 @@ impl BatchMetrics {
                 }
             }
             Err(_) => self.runs.with_label_values(&[job.name(), "failed"]).inc(),
+        }
+        if let Some(ready) = &self.ready {
+            match result {
+                Ok(_) => ready.set_ready(),
+                Err(e) => ready.set_not_ready(format!("the last {} run failed: {e}", job.name())),
+            }
         }
     }
 }

@@ -102,11 +102,62 @@ impl Metrics {
     }
 }
 
-/// Serves `GET /metrics` (Prometheus text format) on `listen` until `shutdown` turns true: for the
-/// commands that have no HTTP server of their own (`fjord stream`). A minimal HTTP/1.1 responder.
+/// Whether a process is ready for work, for `GET /readyz` (a Kubernetes readiness probe, a compose
+/// health check): ready, or not ready with the reason, which the probe's answer carries.
+#[derive(Debug, Clone)]
+pub struct Readiness(std::sync::Arc<std::sync::Mutex<Option<String>>>);
+
+impl Readiness {
+    /// Not ready yet, because of `reason`.
+    pub fn not_ready(reason: impl Into<String>) -> Self {
+        Self(std::sync::Arc::new(std::sync::Mutex::new(Some(
+            reason.into(),
+        ))))
+    }
+
+    /// Marks the process ready.
+    pub fn set_ready(&self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Marks the process not ready, because of `reason`.
+    pub fn set_not_ready(&self, reason: impl Into<String>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.into());
+    }
+
+    /// `Ok` when ready, else the reason.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        match &*self.0.lock().unwrap_or_else(|p| p.into_inner()) {
+            None => Ok(()),
+            Some(reason) => Err(reason.clone()),
+        }
+    }
+}
+
+/// The status line and body of a probe or metrics request `request` (its first line).
+fn respond(request: &str, metrics: &Metrics, ready: &Readiness) -> (&'static str, String) {
+    if request.starts_with("GET /metrics") {
+        ("200 OK", metrics.encode())
+    } else if request.starts_with("GET /healthz") {
+        ("200 OK", "ok\n".to_owned())
+    } else if request.starts_with("GET /readyz") {
+        match ready.check() {
+            Ok(()) => ("200 OK", "ready\n".to_owned()),
+            Err(reason) => ("503 Service Unavailable", format!("not ready: {reason}\n")),
+        }
+    } else {
+        ("404 Not Found", "not found\n".to_owned())
+    }
+}
+
+/// Serves `GET /metrics` (Prometheus text format), `GET /healthz` (the process answers) and
+/// `GET /readyz` (200 when `ready`, else 503 with the reason) on `listen` until `shutdown` turns
+/// true: for the commands that have no HTTP server of their own (`fjord stream`, a scheduled
+/// `fjord batch`). A minimal HTTP/1.1 responder.
 pub async fn serve_metrics(
     listen: std::net::SocketAddr,
     metrics: Metrics,
+    ready: Readiness,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<std::net::SocketAddr> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -125,18 +176,12 @@ pub async fn serve_metrics(
             let Ok((mut stream, _)) = accepted else {
                 continue;
             };
-            let metrics = metrics.clone();
+            let (metrics, ready) = (metrics.clone(), ready.clone());
             tokio::spawn(async move {
                 let mut buf = [0u8; 2048];
                 let n = stream.read(&mut buf).await.unwrap_or(0);
                 let request = String::from_utf8_lossy(&buf[..n]);
-                let (status, body) = if request.starts_with("GET /metrics") {
-                    ("200 OK", metrics.encode())
-                } else if request.starts_with("GET /healthz") {
-                    ("200 OK", "ok\n".to_owned())
-                } else {
-                    ("404 Not Found", "not found\n".to_owned())
-                };
+                let (status, body) = respond(&request, &metrics, &ready);
                 let response = format!(
                     "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()
@@ -171,5 +216,24 @@ mod tests {
             m.register(&c).is_err(),
             "double registration must be refused"
         );
+    }
+
+    #[test]
+    fn readyz_answers_503_with_the_reason_until_ready() {
+        let (m, r) = (Metrics::new(), Readiness::not_ready("joining the consumer group"));
+        let get = |path: &str| respond(&format!("GET {path} HTTP/1.1\r\n"), &m, &r);
+        assert_eq!(
+            get("/readyz"),
+            (
+                "503 Service Unavailable",
+                "not ready: joining the consumer group\n".to_owned()
+            )
+        );
+        assert_eq!(get("/healthz").0, "200 OK");
+        r.set_ready();
+        assert_eq!(get("/readyz"), ("200 OK", "ready\n".to_owned()));
+        r.set_not_ready("the last run failed: S3 unreachable");
+        assert!(get("/readyz").1.contains("S3 unreachable"));
+        assert_eq!(get("/nope").0, "404 Not Found");
     }
 }

@@ -77,6 +77,27 @@ impl HttpIngest {
             .with_state(self.clone())
     }
 
+    /// [`router`](Self::router) and `GET /readyz` for `fjord bridge`: 200 while the bridge's MQTT
+    /// session is up, else 503 with the reason.
+    pub fn bridge_router(self: &Arc<Self>) -> axum::Router {
+        let metrics = self.metrics.clone();
+        self.router().route(
+            "/readyz",
+            get(move || {
+                let m = metrics.clone();
+                async move {
+                    match mqtt_readiness(m.mqtt_connects.get(), m.mqtt_disconnects.get()) {
+                        Ok(()) => (axum::http::StatusCode::OK, "ready\n".to_owned()),
+                        Err(why) => (
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            format!("not ready: {why}\n"),
+                        ),
+                    }
+                }
+            }),
+        )
+    }
+
     async fn produce(&self, r: &OutRecord) -> std::result::Result<(i32, i64), String> {
         let record = FutureRecord::to(&r.topic)
             .key(r.key.as_bytes())
@@ -87,6 +108,15 @@ impl HttpIngest {
             .await
             .map(|d| (d.partition, d.offset))
             .map_err(|(e, _)| e.to_string())
+    }
+}
+
+/// The bridge is ready while it holds an MQTT connection: more connections made than lost.
+fn mqtt_readiness(connects: u64, disconnects: u64) -> std::result::Result<(), String> {
+    match (connects, disconnects) {
+        (0, _) => Err("not yet connected to the MQTT broker".into()),
+        (c, d) if c > d => Ok(()),
+        _ => Err("the MQTT connection is lost; reconnecting".into()),
     }
 }
 
@@ -249,4 +279,17 @@ fn authenticate<'a>(acl: &'a Acl, headers: &HeaderMap) -> Option<crate::acl::Use
         return acl.authenticate(user, password.as_bytes());
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mqtt_readiness;
+
+    #[test]
+    fn the_bridge_is_ready_while_its_mqtt_connection_is_up() {
+        assert!(mqtt_readiness(0, 0).unwrap_err().contains("not yet connected"));
+        assert_eq!(mqtt_readiness(1, 0), Ok(()));
+        assert!(mqtt_readiness(1, 1).unwrap_err().contains("lost"));
+        assert_eq!(mqtt_readiness(3, 2), Ok(()));
+    }
 }

@@ -93,6 +93,7 @@ pub async fn run(args: DemoArgs, mut config: Config, metrics: Metrics) -> anyhow
         let options = fjord_stream::runtime::RunOptions {
             // the embedded cluster lets a closing consumer go only after its session timeout
             session_timeout: args.kafka.is_none().then(|| Duration::from_secs(6)),
+            ready: None,
         };
         tokio::spawn(crate::lifecycle::run_stream(
             config.clone(),
@@ -354,6 +355,7 @@ fn spawn_simulator(
             low_battery: 0.05,
         },
         inflight: 100,
+        record: None,
     };
     let stop = shutdown.clone();
     tokio::spawn(async move { simulate::run(opts, stop).await })

@@ -30,6 +30,9 @@ pub struct StreamMetrics {
     pub restores: IntCounter,
     /// Alert state changes, by `rule` and `status`.
     pub alerts: IntCounterVec,
+    /// Records of `fjord.readings` not yet consumed by this instance, by assigned `partition`
+    /// (librdkafka's consumer lag: high-water mark minus the consumer's position, every 5 s).
+    pub consumer_lag: IntGaugeVec,
 }
 
 fn e(err: prometheus::Error) -> Error {
@@ -94,7 +97,16 @@ impl StreamMetrics {
                 &["rule", "status"],
             )
             .map_err(e)?,
+            consumer_lag: IntGaugeVec::new(
+                Opts::new(
+                    "stream_consumer_lag",
+                    "Records of the readings topic not yet consumed, by assigned partition",
+                ),
+                &["partition"],
+            )
+            .map_err(e)?,
         };
+        registry.register(&m.consumer_lag)?;
         registry.register(&m.records)?;
         registry.register(&m.windows)?;
         registry.register(&m.watermark_lag_seconds)?;

@@ -9,6 +9,7 @@ mod bridge_crash;
 mod cli_and_demo;
 mod dashboard;
 mod demo_live;
+mod deploy;
 mod security;
 mod serve;
 mod simulate;

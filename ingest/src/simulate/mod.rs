@@ -3,10 +3,14 @@
 //! One MQTT connection per lot acts as the lot's gateway: its last will is `offline` on
 //! `presence/gw-<lot>` and it publishes `online` (retained) when connected. Readings of the
 //! [`model::Fleet`] go out at a target rate (or as fast as the broker acknowledges them) with QoS 1.
-//! At the end a summary says what was sent and acknowledged.
+//! At the end a summary says what was sent and acknowledged; `--record` also writes each
+//! acknowledged message ([`ledger`]).
 
+pub mod ledger;
 pub mod model;
 
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fjord_core::config::MqttConfig;
@@ -16,6 +20,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
+use self::ledger::{AckTracker, Ledger, Published};
 use self::model::{Faults, Fleet, Kind, SimLot};
 use crate::{Error, Result};
 
@@ -38,6 +43,8 @@ pub struct SimulateOptions {
     pub faults: Faults,
     /// Unacknowledged messages per connection.
     pub inflight: u16,
+    /// Write every acknowledged message to this file (JSON lines).
+    pub record: Option<PathBuf>,
 }
 
 /// What was sent.
@@ -91,6 +98,26 @@ impl std::fmt::Display for SimSummary {
 struct Gateway {
     client: AsyncClient,
     task: tokio::task::JoinHandle<()>,
+    /// With `--record`: pairs PUBACKs with messages.
+    tracker: Option<Arc<Mutex<AckTracker>>>,
+}
+
+impl Gateway {
+    /// Publishes with QoS 1, telling the tracker first (it pairs packet ids in request order).
+    async fn publish(&self, topic: &str, retain: bool, payload: Vec<u8>) -> Result<()> {
+        if let Some(t) = &self.tracker {
+            t.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .requested(Published {
+                    topic: topic.to_owned(),
+                    payload: payload.clone(),
+                });
+        }
+        self.client
+            .publish(topic, QoS::AtLeastOnce, retain, payload)
+            .await
+            .map_err(|e| Error::Mqtt(e.to_string()))
+    }
 }
 
 /// Runs the simulator until its duration or count is reached or `shutdown` turns true.
@@ -113,6 +140,7 @@ pub async fn run(opts: SimulateOptions, mut shutdown: watch::Receiver<bool>) -> 
     } else {
         None
     };
+    let ledger = opts.record.as_deref().map(Ledger::create).transpose()?;
     let (acks_tx, mut acks) = mpsc::unbounded_channel::<()>();
     let mut gateways = Vec::new();
     let mut summary = SimSummary::default();
@@ -139,12 +167,29 @@ pub async fn run(opts: SimulateOptions, mut shutdown: watch::Receiver<bool>) -> 
         let (client, mut events) = AsyncClient::new(o, usize::from(opts.inflight) * 2);
         let acks_tx = acks_tx.clone();
         let id = gateway_id.clone();
+        let tracker = ledger
+            .as_ref()
+            .map(|_| Arc::new(Mutex::new(AckTracker::default())));
+        let (task_tracker, task_ledger) = (tracker.clone(), ledger.clone());
         let task = tokio::spawn(async move {
             let mut failures = 0u32;
             loop {
                 match events.poll().await {
-                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                    Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                        if let (Some(t), Some(l)) = (&task_tracker, &task_ledger) {
+                            let m = t.lock().unwrap_or_else(|p| p.into_inner()).acked(ack.pkid);
+                            if let Some(m) = m
+                                && let Err(e) = l.write(&m)
+                            {
+                                warn!(error = %e, "cannot record an acknowledged message");
+                            }
+                        }
                         let _ = acks_tx.send(());
+                    }
+                    Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                        if let Some(t) = &task_tracker {
+                            t.lock().unwrap_or_else(|p| p.into_inner()).written(pkid);
+                        }
                     }
                     Ok(Event::Incoming(Packet::ConnAck(_))) => failures = 0,
                     Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
@@ -159,12 +204,14 @@ pub async fn run(opts: SimulateOptions, mut shutdown: watch::Receiver<bool>) -> 
                 }
             }
         });
-        client
-            .publish(&presence, QoS::AtLeastOnce, true, "online")
-            .await
-            .map_err(|e| Error::Mqtt(e.to_string()))?;
+        let gateway = Gateway {
+            client,
+            task,
+            tracker,
+        };
+        gateway.publish(&presence, true, b"online".to_vec()).await?;
         summary.presence += 1;
-        gateways.push(Gateway { client, task });
+        gateways.push(gateway);
     }
     drop(acks_tx);
 
@@ -207,11 +254,7 @@ pub async fn run(opts: SimulateOptions, mut shutdown: watch::Receiver<bool>) -> 
             };
             // `publish` waits while the connection's request queue is full: that is the
             // backpressure of `--rate max`.
-            gateways[m.lot]
-                .client
-                .publish(&m.topic, QoS::AtLeastOnce, false, m.payload)
-                .await
-                .map_err(|e| Error::Mqtt(e.to_string()))?;
+            gateways[m.lot].publish(&m.topic, false, m.payload).await?;
             summary.sent += 1;
             match m.kind {
                 Kind::Transition => summary.transitions += 1,
@@ -244,6 +287,9 @@ pub async fn run(opts: SimulateOptions, mut shutdown: watch::Receiver<bool>) -> 
     }
     for g in gateways {
         let _ = tokio::time::timeout(Duration::from_secs(5), g.task).await;
+    }
+    if let Some(l) = &ledger {
+        l.flush()?;
     }
     summary.acked = acked_total.saturating_sub(summary.presence);
     summary.seconds = last_ack.duration_since(start).as_secs_f64();

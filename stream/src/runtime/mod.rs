@@ -80,6 +80,9 @@ pub struct RunOptions {
     /// Overrides the consumer's `session.timeout.ms` (the demo's embedded Kafka only lets a closing
     /// consumer go after its session timeout).
     pub session_timeout: Option<Duration>,
+    /// Turned ready once the consumer group has assigned this instance its partitions (possibly
+    /// none) and their state is restored: the `/readyz` of `fjord stream`.
+    pub ready: Option<fjord_core::telemetry::Readiness>,
 }
 
 /// The settings of the partitions, from the config.
@@ -177,6 +180,8 @@ pub fn run(
         .session_timeout
         .unwrap_or_else(|| config.stream.session_timeout.std());
     consumer_cfg.set("session.timeout.ms", session.as_millis().to_string());
+    // the consumer lag of `fjord_stream_consumer_lag`
+    consumer_cfg.set("statistics.interval.ms", "5000");
     consumer_cfg.set(
         "heartbeat.interval.ms",
         (session.as_millis() / 3).max(100).to_string(),
@@ -199,10 +204,14 @@ pub fn run(
         fatal: None,
         last_tick: 0,
     };
+    let lag_gauge = processor.metrics.consumer_lag.clone();
     let shared = Arc::new(Mutex::new(processor));
     let consumer: BaseConsumer<Ctx> = consumer_cfg
         .create_with_context(Ctx {
             shared: shared.clone(),
+            ready: options.ready.clone(),
+            lag: lag_gauge,
+            readings_topic: topics.readings.clone(),
         })
         .map_err(|e| Error::Kafka(format!("cannot create the consumer: {e}")))?;
     let mut inputs = vec![topics.readings.as_str()];

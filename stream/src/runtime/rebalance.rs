@@ -19,9 +19,34 @@ pub(super) fn lock(shared: &Mutex<Processor>) -> MutexGuard<'_, Processor> {
 /// The consumer's context: the rebalance callbacks over the shared processor.
 pub(super) struct Ctx {
     pub(super) shared: Arc<Mutex<Processor>>,
+    /// Ready after the first assignment (`/readyz`).
+    pub(super) ready: Option<fjord_core::telemetry::Readiness>,
+    /// `fjord_stream_consumer_lag`, from librdkafka's statistics of the readings topic.
+    pub(super) lag: prometheus::IntGaugeVec,
+    pub(super) readings_topic: String,
 }
 
-impl ClientContext for Ctx {}
+impl ClientContext for Ctx {
+    /// librdkafka's statistics (every `statistics.interval.ms`): the consumer lag of each partition
+    /// this instance consumes; partitions it does not (lag -1) leave the metric, so the sum over
+    /// instances is the group's lag.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let Some(topic) = statistics.topics.get(&self.readings_topic) else {
+            return;
+        };
+        for (partition, p) in &topic.partitions {
+            if *partition < 0 {
+                continue;
+            }
+            let label = partition.to_string();
+            if p.consumer_lag >= 0 {
+                self.lag.with_label_values(&[&label]).set(p.consumer_lag);
+            } else {
+                let _ = self.lag.remove_label_values(&[&label]);
+            }
+        }
+    }
+}
 
 impl ConsumerContext for Ctx {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -72,6 +97,11 @@ impl ConsumerContext for Ctx {
                     info!(partitions = ?numbers(presence), "presence partitions assigned and restored");
                 }
                 info!(partitions = ?numbers(readings), "partitions assigned and restored");
+                if p.fatal.is_none()
+                    && let Some(ready) = &self.ready
+                {
+                    ready.set_ready();
+                }
             }
             Rebalance::Error(e) => warn!(error = %e, "rebalance error"),
             Rebalance::Revoke(_) => {}
