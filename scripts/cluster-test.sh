@@ -12,8 +12,12 @@ FJORD="${1:-${CARGO_TARGET_DIR:-target}/release/fjord}"
 [ "${1:-}" = "" ] || shift
 [ "${1:-}" = "--" ] && shift
 [ -x "$FJORD" ] || { echo "cluster-test: no fjord binary at $FJORD (cargo build --release --locked --bin fjord)" >&2; exit 2; }
-bash scripts/test-deps.sh > /dev/null
 TOOLS="${FJORD_TOOLS_DIR:-$HOME/.cache/fjord-ci/tools}"
 VENV="${FJORD_VENV:-$HOME/.cache/fjord-ci/venv}"
+# install only what is missing (test-deps would also rebuild a tansu that CI built at opt-level 1)
+if ! { [ -x "$TOOLS/bin/tansu" ] && [ -x "$TOOLS/bin/s3s-fs" ] && command -v mosquitto_passwd > /dev/null &&
+       command -v ip > /dev/null && "$VENV/bin/python" -c "import deltalake, polars, duckdb, psycopg" 2> /dev/null; }; then
+  bash scripts/test-deps.sh
+fi
 exec "$VENV/bin/python" -B scripts/cluster-test.py --fjord "$(realpath "$FJORD")" \
   --tansu "$TOOLS/bin/tansu" --s3s-fs "$TOOLS/bin/s3s-fs" "$@"

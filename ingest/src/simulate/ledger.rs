@@ -32,12 +32,17 @@ pub struct AckTracker {
     queued: VecDeque<Published>,
     /// Written with this packet id, not yet acknowledged.
     in_flight: HashMap<u16, Published>,
+    /// The pairing broke (the broker lost the session and the client dropped what was in flight):
+    /// nothing more is paired or recorded.
+    abandoned: bool,
 }
 
 impl AckTracker {
     /// A message is about to be handed to the client (call before `publish`).
     pub fn requested(&mut self, m: Published) {
-        self.queued.push_back(m);
+        if !self.abandoned {
+            self.queued.push_back(m);
+        }
     }
 
     /// The connection wrote a PUBLISH with `pkid`. The first time an id is seen it belongs to the
@@ -56,6 +61,19 @@ impl AckTracker {
         self.in_flight.remove(&pkid)
     }
 
+    /// Stops pairing for good: the client dropped messages without telling which, so later ids
+    /// could be paired with the wrong message. A record that stops early is incomplete, never wrong.
+    pub fn abandon(&mut self) {
+        self.abandoned = true;
+        self.queued.clear();
+        self.in_flight.clear();
+    }
+
+    /// Whether [`abandon`](Self::abandon) was called.
+    pub fn is_abandoned(&self) -> bool {
+        self.abandoned
+    }
+
     /// Messages requested or written and not acknowledged.
     pub fn unacknowledged(&self) -> usize {
         self.queued.len() + self.in_flight.len()
@@ -66,6 +84,8 @@ impl AckTracker {
 struct Line<'a> {
     topic: &'a str,
     payload: std::borrow::Cow<'a, str>,
+    /// When the PUBACK arrived (Unix ms).
+    acked_at: i64,
 }
 
 /// The file of acknowledged messages, shared by every connection of the simulator.
@@ -86,12 +106,13 @@ impl Ledger {
         })
     }
 
-    /// Appends one acknowledged message as `{"topic": …, "payload": …}` (payload as UTF-8 text,
-    /// invalid bytes replaced).
+    /// Appends one acknowledged message as `{"topic": …, "payload": …, "acked_at": <Unix ms>}`
+    /// (payload as UTF-8 text, invalid bytes replaced).
     pub fn write(&self, m: &Published) -> Result<()> {
         let line = Line {
             topic: &m.topic,
             payload: String::from_utf8_lossy(&m.payload),
+            acked_at: fjord_core::time::now_ms(),
         };
         let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
         serde_json::to_writer(&mut *out, &line)
@@ -157,6 +178,20 @@ mod tests {
     }
 
     #[test]
+    fn an_abandoned_tracker_pairs_nothing_more() {
+        let mut t = AckTracker::default();
+        t.requested(m(1));
+        t.written(1);
+        t.abandon();
+        t.requested(m(2));
+        t.written(2);
+        assert_eq!(t.acked(1), None);
+        assert_eq!(t.acked(2), None);
+        assert!(t.is_abandoned());
+        assert_eq!(t.unacknowledged(), 0);
+    }
+
+    #[test]
     fn an_unknown_or_repeated_ack_yields_nothing() {
         let mut t = AckTracker::default();
         t.requested(m(1));
@@ -179,10 +214,11 @@ mod tests {
         .unwrap();
         l.flush().unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(
-            text,
-            "{\"topic\":\"parking/a/S1\",\"payload\":\"{\\\"occupied\\\":true}\"}\n"
-        );
+        assert_eq!(text.lines().count(), 1);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["topic"], "parking/a/S1");
+        assert_eq!(v["payload"], r#"{"occupied":true}"#);
+        assert!(v["acked_at"].as_i64().unwrap() > 1_700_000_000_000);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -72,6 +72,9 @@ pub struct SimSummary {
     pub seconds: f64,
     /// Acknowledged messages per second.
     pub acked_per_second: f64,
+    /// With `--record`: whether every acknowledgement was recorded (false when a broker lost a
+    /// connection's session, after which that connection's record stops).
+    pub record_complete: Option<bool>,
 }
 
 impl std::fmt::Display for SimSummary {
@@ -152,7 +155,10 @@ pub async fn run(opts: SimulateOptions, mut shutdown: watch::Receiver<bool>) -> 
             host.clone(),
             port,
         );
+        // a persistent session, as a real gateway keeps: what was in flight when the connection
+        // dropped is sent again on the next one (a new session would drop it unacknowledged)
         o.set_keep_alive(Duration::from_secs(30))
+            .set_clean_session(false)
             .set_inflight(opts.inflight)
             .set_request_channel_capacity(usize::from(opts.inflight) * 2)
             .set_last_will(LastWill::new(&presence, "offline", QoS::AtLeastOnce, true));
@@ -173,6 +179,7 @@ pub async fn run(opts: SimulateOptions, mut shutdown: watch::Receiver<bool>) -> 
         let (task_tracker, task_ledger) = (tracker.clone(), ledger.clone());
         let task = tokio::spawn(async move {
             let mut failures = 0u32;
+            let mut connections = 0u32;
             loop {
                 match events.poll().await {
                     Ok(Event::Incoming(Packet::PubAck(ack))) => {
@@ -191,7 +198,19 @@ pub async fn run(opts: SimulateOptions, mut shutdown: watch::Receiver<bool>) -> 
                             t.lock().unwrap_or_else(|p| p.into_inner()).written(pkid);
                         }
                     }
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => failures = 0,
+                    Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                        failures = 0;
+                        connections += 1;
+                        // a broker that lost the session: rumqttc drops what was in flight and
+                        // the pairing of acknowledgements can no longer be trusted
+                        if connections > 1
+                            && !ack.session_present
+                            && let Some(t) = &task_tracker
+                        {
+                            warn!(gateway = %id, "the broker lost the simulator's session: messages in flight are lost unacknowledged; --record stops for this gateway");
+                            t.lock().unwrap_or_else(|p| p.into_inner()).abandon();
+                        }
+                    }
                     Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
                     Ok(_) => {}
                     Err(e) => {
@@ -285,11 +304,17 @@ pub async fn run(opts: SimulateOptions, mut shutdown: watch::Receiver<bool>) -> 
     for g in &gateways {
         let _ = g.client.disconnect().await;
     }
+    let complete = gateways.iter().all(|g| {
+        g.tracker
+            .as_ref()
+            .is_none_or(|t| !t.lock().unwrap_or_else(|p| p.into_inner()).is_abandoned())
+    });
     for g in gateways {
         let _ = tokio::time::timeout(Duration::from_secs(5), g.task).await;
     }
     if let Some(l) = &ledger {
         l.flush()?;
+        summary.record_complete = Some(complete);
     }
     summary.acked = acked_total.saturating_sub(summary.presence);
     summary.seconds = last_ack.duration_since(start).as_secs_f64();
