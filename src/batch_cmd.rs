@@ -77,13 +77,9 @@ pub fn batch(config: Config, args: BatchArgs) -> anyhow::Result<ExitCode> {
                 let ready = telemetry::Readiness::not_ready("the first run has not finished");
                 let batch_metrics = BatchMetrics::new(&metrics)?.with_readiness(ready.clone());
                 if let Some(listen) = config.batch.metrics_listen {
-                    let addr = telemetry::serve_metrics(
-                        listen,
-                        metrics.clone(),
-                        ready,
-                        shutdown.clone(),
-                    )
-                    .await?;
+                    let addr =
+                        telemetry::serve_metrics(listen, metrics.clone(), ready, shutdown.clone())
+                            .await?;
                     tracing::info!(%addr, "metrics at /metrics, probes at /healthz and /readyz");
                 }
                 fjord_batch::run_scheduled(

@@ -220,7 +220,10 @@ mod tests {
 
     #[test]
     fn readyz_answers_503_with_the_reason_until_ready() {
-        let (m, r) = (Metrics::new(), Readiness::not_ready("joining the consumer group"));
+        let (m, r) = (
+            Metrics::new(),
+            Readiness::not_ready("joining the consumer group"),
+        );
         let get = |path: &str| respond(&format!("GET {path} HTTP/1.1\r\n"), &m, &r);
         assert_eq!(
             get("/readyz"),

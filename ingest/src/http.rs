@@ -287,7 +287,11 @@ mod tests {
 
     #[test]
     fn the_bridge_is_ready_while_its_mqtt_connection_is_up() {
-        assert!(mqtt_readiness(0, 0).unwrap_err().contains("not yet connected"));
+        assert!(
+            mqtt_readiness(0, 0)
+                .unwrap_err()
+                .contains("not yet connected")
+        );
         assert_eq!(mqtt_readiness(1, 0), Ok(()));
         assert!(mqtt_readiness(1, 1).unwrap_err().contains("lost"));
         assert_eq!(mqtt_readiness(3, 2), Ok(()));

@@ -21,7 +21,12 @@ fn every_config_and_manifest_in_docker_is_valid_and_current() {
     );
     assert!(out.status.success(), "deployment checks failed:\n{text}");
     // the checks ran, not just the script: each part reported
-    for part in ["compose bridge-1", "k8s Deployment fjord-serve", "monitoring:", "Dockerfile:"] {
+    for part in [
+        "compose bridge-1",
+        "k8s Deployment fjord-serve",
+        "monitoring:",
+        "Dockerfile:",
+    ] {
         assert!(text.contains(part), "no check of {part:?}:\n{text}");
     }
 }

@@ -119,7 +119,15 @@ async fn simulate_records_every_acknowledged_message() {
         move || {
             Command::new(env!("CARGO_BIN_EXE_fjord"))
                 .args(["simulate", "--mqtt", &url, "--lots", "3", "--spaces", "20"])
-                .args(["--rate", "max", "--count", "3000", "--inflight", "50", "--json"])
+                .args([
+                    "--rate",
+                    "max",
+                    "--count",
+                    "3000",
+                    "--inflight",
+                    "50",
+                    "--json",
+                ])
                 .arg("--record")
                 .arg(&ledger)
                 .env_remove("FJORD_CONFIG")
