@@ -554,7 +554,10 @@ def check_replicas(ledger, report):
 def fault_plan(kind, names):
     """(fault, host) pairs for one kind: SIGKILL the first instance and cut the last one's link.
     tansu here keeps its log in memory: a SIGKILL would erase Kafka itself, which no client can
-    survive (a real cluster replicates), so the Kafka host is paused (SIGSTOP) instead."""
+    survive (a real cluster replicates), so the Kafka host is paused (SIGSTOP) instead. (tansu's S3
+    storage survives a SIGKILL, checked by hand with 2,000 records, but under this test's load on
+    s3s-fs its consumer groups timed out, the stream processors were fenced and the lake fell
+    behind: not a configuration to test fjord with.)"""
     if kind == "kafka":
         return [("SIGSTOP", names[0]), ("link cut", names[0])]
     if kind == "mqtt":
@@ -596,6 +599,8 @@ def main():
     a.config = os.path.join(a.repo, "docker/fjord.toml")
     if os.geteuid() != 0:
         sys.exit("cluster-test: needs root (ip netns)")
+    # SIGTERM (a CI timeout, kill) stops the processes and removes the namespaces like Ctrl-C
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     shutil.rmtree(a.work, ignore_errors=True)
     os.makedirs(a.work)
     report = {"faults": [], "started": datetime.datetime.now(datetime.UTC).isoformat()}
