@@ -143,11 +143,11 @@ fn a_missing_binary_says_how_to_install_it() {
 #[test]
 fn the_documented_mosquitto_settings_are_the_tested_ones() {
     let conf =
-        std::fs::read_to_string(fjord_testkit::source_path("../docker/mosquitto.conf")).unwrap();
+        std::fs::read_to_string(fjord_testkit::source_path("../docker/mosquitto/mosquitto.conf")).unwrap();
     for line in fjord_testkit::MOSQUITTO_RECOMMENDED.lines() {
         assert!(
             conf.lines().any(|l| l.trim() == line),
-            "docker/mosquitto.conf lacks `{line}`"
+            "docker/mosquitto/mosquitto.conf lacks `{line}`"
         );
     }
     let guide = std::fs::read_to_string(fjord_testkit::source_path("../docs/ingest.md")).unwrap();
