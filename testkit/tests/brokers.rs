@@ -142,8 +142,10 @@ fn a_missing_binary_says_how_to_install_it() {
 
 #[test]
 fn the_documented_mosquitto_settings_are_the_tested_ones() {
-    let conf =
-        std::fs::read_to_string(fjord_testkit::source_path("../docker/mosquitto/mosquitto.conf")).unwrap();
+    let conf = std::fs::read_to_string(fjord_testkit::source_path(
+        "../docker/mosquitto/mosquitto.conf",
+    ))
+    .unwrap();
     for line in fjord_testkit::MOSQUITTO_RECOMMENDED.lines() {
         assert!(
             conf.lines().any(|l| l.trim() == line),
