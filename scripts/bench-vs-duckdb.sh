@@ -88,42 +88,18 @@ echo "   $s s, $mb MB"
 VIEWS_S=$s
 VIEWS_MB=$mb
 echo "== views: DuckDB, the exact §4.1 windows in SQL over the lake's readings"
-"$PY" - "$LAKE" "$RESULTS" "$VIEWS_S" "$VIEWS_MB" <<'PY'
+SCRIPTS="$(dirname "$(realpath "$0")")" "$PY" - "$LAKE" "$RESULTS" "$VIEWS_S" "$VIEWS_MB" <<'PY'
 import os, statistics, sys, time, duckdb
 lake, results, fj_s, fj_mb = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
 con = duckdb.connect()
 con.sql("SET TimeZone = 'UTC'")
 con.sql(f"CREATE VIEW readings AS SELECT lot_id, space_id, epoch_ms(ts) AS t, occupied FROM read_parquet('{lake}/readings/date=*/*.parquet', hive_partitioning = true)")
-# §4.1: a space holds the value of its latest reading (free before the first); (space, ts) pairs
-# count once; windows of every lot from its first reading's window up to the high-water mark
-# (max ts minus 65 s of out-of-orderness and lateness, aligned down to 10 minutes)
+# §4.1 windows up to the high-water mark: max ts minus 65 s of out-of-orderness and lateness,
+# aligned down to 10 minutes (scripts/occupancy_sql.py)
+sys.path.insert(0, os.environ["SCRIPTS"])
+import occupancy_sql
 def windows(size):
-    return f"""
-WITH r AS (SELECT lot_id, space_id, t, bool_or(occupied) AS o FROM readings GROUP BY ALL),
-hw AS (SELECT (max(t) - 65000) // 600000 * 600000 AS hwm FROM r),
-seg AS (
-  SELECT lot_id, space_id, t AS t0, least(coalesce(lead(t) OVER w, hwm), hwm) AS t1, o,
-         coalesce(lag(o) OVER w, false) AS prev
-  FROM r, hw WINDOW w AS (PARTITION BY lot_id, space_id ORDER BY t)),
-occ AS (
-  SELECT lot_id, k, sum(least(t1, (k + 1) * {size}) - greatest(t0, k * {size})) AS ms,
-         count(*) FILTER (WHERE t1 >= (k + 1) * {size}) AS at_end
-  FROM (SELECT lot_id, t0, t1, unnest(generate_series(t0 // {size}, (t1 - 1) // {size})) AS k
-        FROM seg WHERE o AND t0 < t1)
-  GROUP BY ALL),
-ev AS (
-  SELECT lot_id, t0 // {size} AS k, count(*) AS readings,
-         count(*) FILTER (WHERE o AND NOT prev) AS arrivals,
-         count(*) FILTER (WHERE prev AND NOT o) AS departures
-  FROM seg, hw WHERE t0 < hwm GROUP BY ALL),
-grid AS (
-  SELECT lot_id, unnest(generate_series(min(t) // {size}, (any_value(hwm) // {size}) - 1)) AS k
-  FROM r, hw GROUP BY lot_id)
-SELECT g.lot_id, g.k * {size} AS window_start, coalesce(occ.ms, 0) / {size} AS occupied_avg,
-       coalesce(occ.at_end, 0) AS occupied_end, coalesce(arrivals, 0) AS arrivals,
-       coalesce(departures, 0) AS departures, coalesce(readings, 0) AS readings
-FROM grid g LEFT JOIN occ USING (lot_id, k) LEFT JOIN ev USING (lot_id, k)
-"""
+    return occupancy_sql.windows(size, "SELECT (max(t) - 65000) // 600000 * 600000 FROM r")
 def timed(sql_list):
     ts = []
     for _ in range(int(os.environ.get("RUNS", "5"))):

@@ -37,6 +37,8 @@ import time
 import urllib.error
 import urllib.request
 
+import occupancy_sql  # scripts/occupancy_sql.py: the §4.1 SQL, shared with bench-vs-duckdb.sh
+
 NET = "10.77.0"
 BRIDGE = "fjc0"
 HOSTS = {
@@ -410,38 +412,13 @@ def check_polars(report):
 
 
 def reference_windows(ledger, size, hwm):
-    """§4.1 in DuckDB over the ledger (the bench-vs-duckdb.sh SQL), windows ending by hwm."""
+    """§4.1 in DuckDB over the ledger (scripts/occupancy_sql.py), windows ending by hwm."""
     import duckdb
     con = duckdb.connect()
     con.execute("CREATE TABLE readings (lot_id VARCHAR, space_id VARCHAR, t BIGINT, occupied BOOLEAN)")
     con.executemany("INSERT INTO readings VALUES (?, ?, ?, ?)",
                     [(k[0], k[1], k[2], v[0]) for k, v in ledger.items()])
-    sql = f"""
-WITH r AS (SELECT lot_id, space_id, t, bool_or(occupied) AS o FROM readings GROUP BY ALL),
-hw AS (SELECT {hwm}::BIGINT AS hwm),
-seg AS (
-  SELECT lot_id, space_id, t AS t0, least(coalesce(lead(t) OVER w, hwm), hwm) AS t1, o,
-         coalesce(lag(o) OVER w, false) AS prev
-  FROM r, hw WINDOW w AS (PARTITION BY lot_id, space_id ORDER BY t)),
-occ AS (
-  SELECT lot_id, k, sum(least(t1, (k + 1) * {size}) - greatest(t0, k * {size})) AS ms,
-         count(*) FILTER (WHERE t1 >= (k + 1) * {size}) AS at_end
-  FROM (SELECT lot_id, t0, t1, unnest(generate_series(t0 // {size}, (t1 - 1) // {size})) AS k
-        FROM seg WHERE o AND t0 < t1)
-  GROUP BY ALL),
-ev AS (
-  SELECT lot_id, t0 // {size} AS k, count(*) AS readings,
-         count(*) FILTER (WHERE o AND NOT prev) AS arrivals,
-         count(*) FILTER (WHERE prev AND NOT o) AS departures
-  FROM seg, hw WHERE t0 < hwm GROUP BY ALL),
-grid AS (
-  SELECT lot_id, unnest(generate_series(min(t) // {size}, (any_value(hwm) // {size}) - 1)) AS k
-  FROM r, hw GROUP BY lot_id)
-SELECT g.lot_id, g.k * {size} AS window_start, coalesce(occ.ms, 0) / {size} AS occupied_avg,
-       coalesce(occ.at_end, 0) AS occupied_end, coalesce(arrivals, 0) AS arrivals,
-       coalesce(departures, 0) AS departures, coalesce(readings, 0) AS readings
-FROM grid g LEFT JOIN occ USING (lot_id, k) LEFT JOIN ev USING (lot_id, k)
-"""
+    sql = occupancy_sql.windows(size, str(hwm))
     return {(r[0], r[1]): r[2:] for r in con.execute(sql).fetchall()}
 
 
@@ -633,20 +610,16 @@ def main():
             names = [n for n in c.procs if n.split("-")[0] == kind]
             for mode, name in fault_plan(kind, names):
                 t = time.time() - T0
-                if mode == "SIGKILL":
-                    c.procs[name].kill()
-                elif mode == "SIGSTOP":
-                    os.kill(c.procs[name].p.pid, signal.SIGSTOP)
-                else:
-                    cut(name)
+                inject, restore = {
+                    "SIGKILL": (c.procs[name].kill, c.procs[name].start),
+                    "SIGSTOP": (lambda: os.kill(c.procs[name].p.pid, signal.SIGSTOP),
+                                lambda: os.kill(c.procs[name].p.pid, signal.SIGCONT)),
+                    "link cut": (lambda: cut(name), lambda: heal(name)),
+                }[mode]
+                inject()
                 log(f">> {mode} {name} ({ip(name)}) for {a.hold:.0f} s")
                 time.sleep(a.hold)  # the fault's length is the point: nothing to await
-                if mode == "SIGKILL":
-                    c.procs[name].start()
-                elif mode == "SIGSTOP":
-                    os.kill(c.procs[name].p.pid, signal.SIGCONT)
-                else:
-                    heal(name)
+                restore()
                 back = wait_for(f"{name} ready again", lambda: c.ready(name), 120)
                 if kind == "mqtt":
                     # the bridges notice a lost broker and reconnect with backoff: the broker's

@@ -7,19 +7,23 @@ use std::time::Duration;
 use fjord_testkit::{Mosquitto, unique_name};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn simulate_publishes_what_its_summary_says() {
-    let mosquitto = Mosquitto::start_recommended().unwrap_or_else(|e| panic!("{e}"));
-    let (sub, mut events) = AsyncClient::new(
-        MqttOptions::new(unique_name("sub"), "127.0.0.1", mosquitto.port()),
-        100,
-    );
-    sub.subscribe("parking/#", QoS::AtLeastOnce).await.unwrap();
+/// A client subscribed to `filter` (QoS 1) once the broker's SUBACK arrived.
+async fn subscribed(port: u16, filter: &str) -> (AsyncClient, rumqttc::EventLoop) {
+    let (sub, mut events) =
+        AsyncClient::new(MqttOptions::new(unique_name("sub"), "127.0.0.1", port), 100);
+    sub.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
     loop {
         if let Ok(Event::Incoming(Packet::SubAck(_))) = events.poll().await {
             break;
         }
     }
+    (sub, events)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulate_publishes_what_its_summary_says() {
+    let mosquitto = Mosquitto::start_recommended().unwrap_or_else(|e| panic!("{e}"));
+    let (_sub, mut events) = subscribed(mosquitto.port(), "parking/#").await;
     let counter = tokio::spawn(async move {
         let mut n = 0u64;
         while let Ok(Ok(ev)) = tokio::time::timeout(Duration::from_secs(5), events.poll()).await {
@@ -92,16 +96,7 @@ async fn simulate_publishes_what_its_summary_says() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulate_records_every_acknowledged_message() {
     let mosquitto = Mosquitto::start_recommended().unwrap_or_else(|e| panic!("{e}"));
-    let (sub, mut events) = AsyncClient::new(
-        MqttOptions::new(unique_name("sub"), "127.0.0.1", mosquitto.port()),
-        100,
-    );
-    sub.subscribe("#", QoS::AtLeastOnce).await.unwrap();
-    loop {
-        if let Ok(Event::Incoming(Packet::SubAck(_))) = events.poll().await {
-            break;
-        }
-    }
+    let (_sub, mut events) = subscribed(mosquitto.port(), "#").await;
     let received = tokio::spawn(async move {
         let mut got = std::collections::BTreeMap::<(String, String), u32>::new();
         while let Ok(Ok(ev)) = tokio::time::timeout(Duration::from_secs(5), events.poll()).await {
