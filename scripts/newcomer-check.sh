@@ -28,6 +28,12 @@ sleep 3
 echo "--- printed banner:"; head -20 demo.out
 echo "--- psql \\dt:"; psql -X -h 127.0.0.1 -p 5433 -U fjord fjord -c '\dt' 2>&1 | head -20
 echo "--- occupancy_live:"; sql "SELECT * FROM occupancy_live"
+echo "--- the forecast (history landed at start):"; grep '^History' demo.out
+for i in $(seq 1 100); do n=$(sql "SELECT count(*) AS n FROM occupancy_forecast" | tr -dc 0-9); [ "${n:-0}" -gt 0 ] && break; sleep 0.5; done
+echo "occupancy_forecast rows: $n after $(el) s"
+pq "SELECT lot_id, horizon, round(occupancy_ratio, 2), round(lower, 2), round(upper, 2), model_version FROM occupancy_forecast WHERE horizon IN (10, 60, 180) ORDER BY 1, 2"
+echo "GET /api/lots/central/forecast: $(curl -s -H "Authorization: Bearer $T" http://127.0.0.1:8080/api/lots/central/forecast | head -c 300)"
+echo "GET /api/lots/nowhere/forecast: $(curl -s -w ' (%{http_code})' -H "Authorization: Bearer $T" http://127.0.0.1:8080/api/lots/nowhere/forecast)"
 echo "--- spaces_live lag (s):"; pq "SELECT count(*), extract(epoch from now()) - extract(epoch from max(last_seen)) FROM spaces_live"
 echo "--- mosquitto_pub a reading for newcomer/N1"
 mosquitto_pub -h 127.0.0.1 -p 1883 -u fjord -P "$T" -q 1 -t parking/newcomer/N1 -m '{"occupied":true,"battery":77}'; echo "rc=$?"

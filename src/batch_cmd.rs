@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use fjord_batch::{BatchMetrics, Cron, Job, Lake, Schedule};
 use fjord_core::config::Config;
+use fjord_core::duration::Duration;
 use fjord_core::telemetry::{self, Metrics};
 
 use crate::cli::{BatchArgs, BatchJob, Schedule as ScheduleArgs};
@@ -19,6 +20,32 @@ fn job_of(args: BatchArgs) -> (Job, Option<ScheduleArgs>) {
         BatchJob::Views(s) => (Job::Views, Some(s)),
         BatchJob::Vacuum(s) => (Job::Vacuum, Some(s)),
         BatchJob::Import { files } => (Job::Import(files), None),
+        BatchJob::Forecast { schedule, .. } => (Job::Forecast, Some(schedule)),
+    }
+}
+
+/// `fjord batch forecast --evaluate DURATION`: the accuracy table; exit 1 unless the forecast
+/// beats both baselines at every horizon.
+async fn evaluate(config: &Config, lake: &Lake, holdout: Duration) -> anyhow::Result<ExitCode> {
+    let e = match fjord_batch::forecast::evaluate(config, lake, holdout.as_millis_i64()).await {
+        Ok(e) => e,
+        Err(err) => {
+            eprintln!("error: batch forecast --evaluate failed: {err}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    println!(
+        "forecast accuracy: trained on occupancy_10m before {}, {} lots, mean absolute error of the occupancy ratio\n",
+        fjord_core::time::format_rfc3339_ms(e.split),
+        e.lots
+    );
+    println!("{e}");
+    if e.beats_baselines() {
+        println!("the forecast beats both baselines at every horizon");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("the forecast does NOT beat both baselines at every horizon");
+        Ok(ExitCode::FAILURE)
     }
 }
 
@@ -47,6 +74,10 @@ pub fn lake_of(config: &Config) -> anyhow::Result<Lake> {
 /// `fjord batch`
 pub fn batch(config: Config, args: BatchArgs) -> anyhow::Result<ExitCode> {
     telemetry::init_tracing(&config.log)?;
+    let holdout = match &args.job {
+        BatchJob::Forecast { evaluate, .. } => *evaluate,
+        _ => None,
+    };
     let (job, schedule_args) = job_of(args);
     let schedule = match schedule_args.as_ref().map(schedule_of).transpose() {
         Ok(s) => s.flatten(),
@@ -60,6 +91,9 @@ pub fn batch(config: Config, args: BatchArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     runtime.block_on(async {
         let lake = lake_of(&config)?;
+        if let Some(holdout) = holdout {
+            return evaluate(&config, &lake, holdout).await;
+        }
         match schedule {
             None => match fjord_batch::run_once(&config, &lake, &job).await {
                 Ok(summary) => {

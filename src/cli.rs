@@ -97,6 +97,9 @@ pub struct DemoArgs {
     /// Do not run the device simulator.
     #[arg(long)]
     pub no_simulate: bool,
+    /// Do not land 4 weeks of simulated history in an empty lake at start.
+    #[arg(long)]
+    pub no_history: bool,
     /// Deliver alerts to this webhook URL (repeatable).
     #[arg(long, value_name = "URL")]
     pub webhook: Vec<String>,
@@ -194,6 +197,16 @@ pub struct SimulateArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Instead of publishing: simulate DURATION of parking ending now (or at --history-end) and
+    /// write the transitions to --out as JSON lines for `fjord batch import`.
+    #[arg(long, value_name = "DURATION", requires = "out")]
+    pub history: Option<Duration>,
+    /// Where --history writes.
+    #[arg(long, value_name = "FILE", requires = "history")]
+    pub out: Option<std::path::PathBuf>,
+    /// End of --history (RFC 3339; default: now).
+    #[arg(long, value_name = "TIME", requires = "history")]
+    pub history_end: Option<String>,
     /// Write every message the broker acknowledged to FILE, one JSON line each
     /// ({"topic": …, "payload": …}): the exact set a pipeline must not lose.
     #[arg(long, value_name = "FILE")]
@@ -211,7 +224,7 @@ pub struct BatchArgs {
 /// The batch jobs.
 #[derive(Debug, Subcommand)]
 pub enum BatchJob {
-    /// ingest → compact → views
+    /// ingest → compact → views → forecast
     #[command(
         after_help = "Examples:\n  fjord batch run                       # once; exit 0 on success (cron, CronJob, Airflow)\n  fjord batch run --every 10m\n  fjord batch run --cron \"0 * * * *\"      # UTC\n  FJORD__LAKE__URL=s3://bucket/fjord fjord batch run"
     )]
@@ -242,6 +255,20 @@ pub enum BatchJob {
         /// Files to import.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
+    },
+    /// Learn each lot's forecast profile from occupancy_10m (or, with --evaluate, measure its accuracy)
+    #[command(
+        after_help = "Examples:\n  fjord batch forecast\n  fjord batch forecast --every 1h\n  fjord batch forecast --evaluate 7d   # train on all but the last 7 days, forecast them, print MAE next to the baselines"
+    )]
+    Forecast {
+        /// Repetition.
+        #[command(flatten)]
+        schedule: Schedule,
+        /// Instead of training: learn from all but the last DURATION of occupancy_10m, forecast
+        /// it, print the mean absolute error at 10 min, 1 h, 3 h and 24 h next to the last value
+        /// and the same time last week, and exit 1 unless the forecast beats both everywhere.
+        #[arg(long, value_name = "DURATION", conflicts_with_all = ["every", "cron"])]
+        evaluate: Option<Duration>,
     },
 }
 

@@ -125,6 +125,7 @@ pub fn stream(path: Option<&Path>, args: &crate::cli::StreamArgs) -> anyhow::Res
             }
             // an error ends the process, and delivery with it: what it had not settled is sent
             // again by the next run
+            let forecast = crate::lifecycle::forecast_profiles(&config, &shutdown)?;
             let summary =
                 run_stream(
                 config,
@@ -132,6 +133,7 @@ pub fn stream(path: Option<&Path>, args: &crate::cli::StreamArgs) -> anyhow::Res
                 shutdown.clone(),
                 fjord_stream::runtime::RunOptions {
                     ready: Some(ready),
+                    forecast,
                     ..Default::default()
                 },
             )
@@ -183,6 +185,27 @@ pub fn simulate(path: Option<&Path>, args: SimulateArgs) -> anyhow::Result<ExitC
         return Ok(ExitCode::FAILURE);
     };
     telemetry::init_tracing(&config.log)?;
+    if let (Some(span), Some(out)) = (args.history, &args.out) {
+        let lots = sim_lots(&config, args.lots, args.spaces)?;
+        let until = match &args.history_end {
+            Some(t) => fjord_core::time::parse_rfc3339(t)
+                .map_err(|e| anyhow::anyhow!("--history-end {t:?}: {e}"))?,
+            None => fjord_core::time::now_ms(),
+        };
+        let n = crate::demo::history::write_history(
+            &lots,
+            until - span.as_millis_i64(),
+            until,
+            args.seed,
+            out,
+        )?;
+        println!(
+            "{n} readings of {span} of simulated history ({} lots) written to {}",
+            lots.len(),
+            out.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Some(url) = args.mqtt {
         config.mqtt.url = url;
     }

@@ -42,6 +42,48 @@ pub async fn run_stream(
     Ok(summary)
 }
 
+/// The forecast's profiles for the stream processor's `lot_full_predicted`, reloaded from the
+/// lake every `forecast.refresh` until `shutdown` (`None` when the forecast or the rule is off).
+pub fn forecast_profiles(
+    config: &Config,
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<Option<fjord_core::forecast::SharedProfiles>> {
+    if !config.forecast_enabled() || !config.alerts.lot_full_predicted.enabled {
+        return Ok(None);
+    }
+    let lake = fjord_batch::Lake::new(&config.lake_url(), &config.lake.storage_options)?;
+    let profiles = fjord_core::forecast::SharedProfiles::default();
+    let (shared, every, mut stop) = (
+        profiles.clone(),
+        config.forecast.refresh.std(),
+        shutdown.clone(),
+    );
+    tokio::spawn(async move {
+        loop {
+            // until the first profile, look every 5 s: it appears soon after a fresh start
+            let mut wait = every.min(std::time::Duration::from_secs(5));
+            match fjord_batch::lake_forecast::load_profiles(&lake).await {
+                Ok(Some(p)) => {
+                    let (model, lots) = (p.model_version.clone(), p.lots.len());
+                    wait = every;
+                    if shared.set(p) {
+                        tracing::info!(%model, lots, "lot_full_predicted uses new forecast profiles");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot load the forecast profiles; keeping the last")
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    });
+    Ok(Some(profiles))
+}
+
 /// A random 24-character alphanumeric token.
 pub fn generate_token() -> String {
     rand::rng()

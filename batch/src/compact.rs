@@ -49,6 +49,7 @@ fn sort_order(table: Table) -> &'static str {
         Table::SpaceState => "lot_id, space_id",
         Table::Readings => "lot_id, space_id, ts",
         Table::Alerts => "key, event_time",
+        Table::ForecastProfile => "lot_id, slot",
     }
 }
 

@@ -6,6 +6,8 @@
 //! * [`compact`] rewrites small files into large sorted ones;
 //! * [`views`] recomputes `occupancy_1m` / `occupancy_10m` for the dates that changed, with the
 //!   stream processor's occupancy engine, and records the batch high-water mark;
+//! * [`forecast`] learns the forecast's profiles from `occupancy_10m` into `forecast_profile`
+//!   (docs/contract.md §4.4), and runs its backtest;
 //! * [`vacuum`] deletes unreferenced files; [`import`] backfills from JSON-lines/CSV files;
 //! * [`run`] runs jobs once or on a [`schedule`].
 //!
@@ -18,6 +20,7 @@ pub mod compact;
 pub mod dedup;
 pub mod error;
 pub mod fault;
+pub mod forecast;
 pub mod import;
 pub mod ingest;
 pub mod landing;
@@ -29,6 +32,8 @@ pub mod vacuum;
 pub mod views;
 
 pub use error::{Error, Result};
+/// The forecast's profiles in the lake, from the crate both layers share.
+pub use fjord_lake::forecast as lake_forecast;
 /// The lake's row encoders, from the crate both layers share.
 pub use fjord_lake::rows;
 /// The lake's tables and its Delta store, from the crate both layers share.

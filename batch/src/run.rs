@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use crate::compact::{CompactSummary, compact};
 use crate::error::{Error, Result};
+use crate::forecast::{ForecastSummary, train};
 use crate::import::{ImportSummary, import};
 use crate::ingest::{IngestSummary, ingest};
 use crate::lake::Lake;
@@ -23,7 +24,7 @@ use crate::views::{ViewsSummary, views};
 /// A batch job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Job {
-    /// ingest → compact → views.
+    /// ingest → compact → views → forecast.
     Run,
     /// Kafka → `readings`.
     Ingest,
@@ -35,6 +36,8 @@ pub enum Job {
     Vacuum,
     /// Files → `readings`.
     Import(Vec<PathBuf>),
+    /// `occupancy_10m` → `forecast_profile`.
+    Forecast,
 }
 
 impl Job {
@@ -47,6 +50,7 @@ impl Job {
             Job::Views => "views",
             Job::Vacuum => "vacuum",
             Job::Import(_) => "import",
+            Job::Forecast => "forecast",
         }
     }
 }
@@ -64,6 +68,8 @@ pub struct Summary {
     pub vacuum: Option<VacuumSummary>,
     /// Import part.
     pub import: Option<ImportSummary>,
+    /// Forecast part.
+    pub forecast: Option<ForecastSummary>,
     /// Wall-clock seconds.
     pub seconds: f64,
 }
@@ -140,6 +146,9 @@ impl fmt::Display for Summary {
                 v.hwm.map_or_else(|| "none".into(), format_rfc3339_ms)
             ));
         }
+        if let Some(fc) = &self.forecast {
+            parts.push(fc.to_string());
+        }
         if let Some(v) = &self.vacuum {
             parts.push(format!("vacuum: {} files deleted", v.files_deleted));
         }
@@ -157,12 +166,14 @@ pub async fn run_once(cfg: &Config, lake: &Lake, job: &Job) -> Result<Summary> {
             s.ingest = Some(ingest(cfg, lake).await?);
             s.compact = Some(compact(cfg, lake).await?);
             s.views = Some(views(cfg, lake).await?);
+            s.forecast = Some(train(cfg, lake).await?);
         }
         Job::Ingest => s.ingest = Some(ingest(cfg, lake).await?),
         Job::Compact => s.compact = Some(compact(cfg, lake).await?),
         Job::Views => s.views = Some(views(cfg, lake).await?),
         Job::Vacuum => s.vacuum = Some(vacuum(cfg, lake).await?),
         Job::Import(paths) => s.import = Some(import(cfg, lake, paths).await?),
+        Job::Forecast => s.forecast = Some(train(cfg, lake).await?),
     }
     s.seconds = started.elapsed().as_secs_f64();
     Ok(s)

@@ -3,6 +3,7 @@
 //! * [`model`] — `Reading`, `OccupancyWindow`, `Alert`, the values that flow through the pipeline.
 //! * [`decode`] — raw device message → `Reading`, exactly as docs/contract.md §3.1 says (JSON and CBOR).
 //! * [`occupancy`] — the occupancy engine of docs/contract.md §4.1, shared by the speed and batch layers.
+//! * [`forecast`] — the occupancy forecast of docs/contract.md §4.4: profiles, prediction, backtest.
 //! * [`schema`] — the Arrow schemas of the tables of docs/contract.md, defined once.
 //! * [`config`] — one TOML file with `FJORD__SECTION__KEY` overrides, all problems reported at once.
 //! * [`lots`] — the lots registry (docs/contract.md §3.4).
@@ -21,6 +22,7 @@ pub mod duration;
 mod error;
 pub mod expr;
 pub mod files;
+pub mod forecast;
 pub mod kafka;
 pub mod lots;
 pub mod model;

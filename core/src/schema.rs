@@ -161,6 +161,51 @@ pub fn spaces_live() -> SchemaRef {
     SPACES_LIVE.clone()
 }
 
+static FORECAST_PROFILE: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        text("lot_id", false),
+        Field::new("slot", DataType::Int32, false),
+        Field::new("weekday", DataType::Int32, false),
+        Field::new("minute_of_day", DataType::Int32, false),
+        Field::new("expected", DataType::Float64, false),
+        Field::new("lower", DataType::Float64, false),
+        Field::new("upper", DataType::Float64, false),
+        Field::new("weeks", DataType::Int32, false),
+        Field::new("persistence", DataType::Float64, false),
+        Field::new("capacity", DataType::Int32, false),
+        text("model_version", false),
+        ts("trained_through", false),
+        date(),
+    ]))
+});
+
+static OCCUPANCY_FORECAST: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        text("lot_id", false),
+        ts("target_time", false),
+        Field::new("horizon", DataType::Int32, false),
+        Field::new("occupancy_ratio", DataType::Float64, false),
+        Field::new("occupied", DataType::Float64, false),
+        Field::new("lower", DataType::Float64, false),
+        Field::new("upper", DataType::Float64, false),
+        text("model_version", false),
+        ts("issued_at", false),
+    ]))
+});
+
+/// `forecast_profile` (docs/contract.md §4.4, §6): one row per lot and 10-minute slot of the week
+/// (`slot` 0 = Monday 00:00 UTC); `lower`/`upper` are deviations from `expected`. `date` is the
+/// UTC day of `trained_through`.
+pub fn forecast_profile() -> SchemaRef {
+    FORECAST_PROFILE.clone()
+}
+
+/// `occupancy_forecast` (docs/contract.md §7): per lot, the next 24 h in 10-minute steps;
+/// `horizon` in minutes, `lower`/`upper` ratios.
+pub fn occupancy_forecast() -> SchemaRef {
+    OCCUPANCY_FORECAST.clone()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,8 @@ pub enum Table {
     /// The batch view of windows of this many milliseconds (`stream.windows`): `occupancy_1m`,
     /// `occupancy_10m`, … named by [`occupancy_name`].
     Occupancy(i64),
+    /// `forecast_profile`: the forecast's profiles (docs/contract.md §4.4), one model version.
+    ForecastProfile,
     /// Internal: each space's last reading at the end of each day, carried into the next day by
     /// the views job.
     SpaceState,
@@ -37,6 +39,7 @@ impl Table {
             Table::Quarantine => "quarantine",
             Table::Alerts => "alerts",
             Table::Occupancy(size_ms) => occupancy_name(size_ms),
+            Table::ForecastProfile => "forecast_profile",
             Table::SpaceState => "_space_state",
         }
     }
@@ -48,6 +51,7 @@ impl Table {
             Table::Quarantine => fjord_core::schema::quarantine(),
             Table::Alerts => fjord_core::schema::alerts(),
             Table::Occupancy(_) => fjord_core::schema::occupancy(),
+            Table::ForecastProfile => fjord_core::schema::forecast_profile(),
             Table::SpaceState => state_schema(),
         }
     }

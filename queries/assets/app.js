@@ -97,8 +97,9 @@ function renderAlerts(alerts) {
   box.replaceChildren(el("table", {}, el("thead", {}, el("tr", {}, ...["", "rule", "lot", "space", "since"].map((h) => el("th", {}, h)))), el("tbody", {}, ...rows)));
 }
 
-// A line chart of series [{name, points: [[x, y], …]}] with x in ms.
-function lineChart(target, series, yMax) {
+// A line chart of series [{name, points: [[x, y], …], color, dashed, band: [[x, lo, hi], …]}] with x
+// in ms; `now` (ms) draws a marker where the past ends and the forecast begins.
+function lineChart(target, series, yMax, now) {
   const W = 800, H = 260, L = 44, R = 12, T = 10, B = 26;
   const all = series.flatMap((s) => s.points);
   if (!all.length) { target.replaceChildren(el("p", { class: "muted" }, "No windows yet.")); return; }
@@ -116,11 +117,25 @@ function lineChart(target, series, yMax) {
     const x = x0 + ((x1 - x0) * i) / 4;
     const t = svg("text", { x: sx(x) - 16, y: H - 6 }); t.textContent = new Date(x).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }); root.append(t);
   }
+  if (now && now > x0 && now < x1) {
+    root.append(svg("line", { x1: sx(now), x2: sx(now), y1: T, y2: H - B, class: "now" }));
+    const t = svg("text", { x: sx(now) + 4, y: T + 10, class: "now-label" }); t.textContent = "now · forecast →"; root.append(t);
+  }
   series.forEach((s, i) => {
+    const color = COLORS[(s.color ?? i) % COLORS.length];
+    if (s.band && s.band.length) {
+      const upper = s.band.map((p) => sx(p[0]).toFixed(1) + " " + sy(p[2]).toFixed(1));
+      const lower = s.band.slice().reverse().map((p) => sx(p[0]).toFixed(1) + " " + sy(p[1]).toFixed(1));
+      root.append(svg("path", { d: "M" + upper.join(" L") + " L" + lower.join(" L") + " Z", fill: color, "fill-opacity": 0.15, stroke: "none", "data-band": s.name }));
+    }
     const d = s.points.map((p, j) => (j ? "L" : "M") + sx(p[0]).toFixed(1) + " " + sy(p[1]).toFixed(1)).join(" ");
-    root.append(svg("path", { d, fill: "none", stroke: COLORS[i % COLORS.length], "stroke-width": 2, "data-series": s.name }));
+    const attrs = { d, fill: "none", stroke: color, "stroke-width": 2, "data-series": s.name };
+    if (s.dashed) { attrs["stroke-dasharray"] = "5 4"; attrs["data-forecast"] = s.name; }
+    root.append(svg("path", attrs));
   });
-  const legend = el("div", { class: "legend" }, ...series.map((s, i) => el("span", {}, el("i", { style: `background:${COLORS[i % COLORS.length]}` }), s.name)));
+  const named = series.filter((s) => !s.dashed);
+  const legend = el("div", { class: "legend" }, ...named.map((s, i) => el("span", {}, el("i", { style: `background:${COLORS[(s.color ?? i) % COLORS.length]}` }), s.name)),
+    ...(series.some((s) => s.dashed) ? [el("span", { class: "muted", style: "margin-left:12px" }, "dashed: forecast, band: 10–90 %")] : []));
   target.replaceChildren(root, legend);
 }
 
@@ -141,13 +156,31 @@ function barChart(target, labels, values, name) {
 async function refreshLots() { renderLots(await api("/api/lots")); }
 async function refreshAlerts() { renderAlerts(await api("/api/alerts?status=firing")); }
 async function refreshHistory() {
-  const rows = await sql("SELECT lot_id, window_end, occupancy_ratio FROM occupancy_1m WHERE window_end > now() - INTERVAL '3 hours' ORDER BY lot_id, window_end");
-  const by = new Map();
-  for (const r of rows) {
-    if (!by.has(r.lot_id)) by.set(r.lot_id, []);
-    by.get(r.lot_id).push([Date.parse(r.window_end), Number(r.occupancy_ratio)]);
+  const [rows, forecast] = await Promise.all([
+    sql("SELECT lot_id, window_end, occupancy_ratio FROM occupancy_1m WHERE window_end > now() - INTERVAL '3 hours' ORDER BY lot_id, window_end"),
+    // the next 6 hours; the table is absent when the forecast is off
+    sql("SELECT table_name FROM information_schema.tables WHERE table_name = 'occupancy_forecast'").then((t) => t.length
+      ? sql("SELECT lot_id, target_time, occupancy_ratio, lower, upper FROM occupancy_forecast WHERE horizon <= 360 ORDER BY lot_id, target_time")
+      : []),
+  ]);
+  const lots = new Map();
+  const lot = (id) => { if (!lots.has(id)) lots.set(id, { past: [], future: [], band: [] }); return lots.get(id); };
+  for (const r of rows) lot(r.lot_id).past.push([Date.parse(r.window_end), Number(r.occupancy_ratio)]);
+  for (const r of forecast) {
+    const x = Date.parse(r.target_time) + 600000; // the window's end, like the past windows
+    lot(r.lot_id).future.push([x, Number(r.occupancy_ratio)]);
+    lot(r.lot_id).band.push([x, Number(r.lower), Number(r.upper)]);
   }
-  lineChart(document.getElementById("history"), [...by].slice(0, 8).map(([name, points]) => ({ name, points })), 1);
+  const series = [];
+  [...lots].slice(0, 8).forEach(([name, l], i) => {
+    if (l.past.length) series.push({ name, points: l.past, color: i });
+    if (l.future.length) {
+      // the forecast continues the line from its last window
+      const joined = l.past.length ? [l.past[l.past.length - 1], ...l.future] : l.future;
+      series.push({ name: name + " forecast", points: joined, color: i, dashed: true, band: l.band });
+    }
+  });
+  lineChart(document.getElementById("history"), series, 1, forecast.length ? Date.now() : null);
 }
 
 async function runConsole() {
@@ -201,7 +234,7 @@ function start() {
   document.getElementById("login").classList.add("hidden");
   every(2000, refreshLots);
   every(5000, refreshAlerts);
-  every(30000, refreshHistory);
+  every(15000, refreshHistory);
 }
 
 document.getElementById("login-form").addEventListener("submit", (ev) => {

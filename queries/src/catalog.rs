@@ -1,7 +1,8 @@
 //! The SQL catalog of docs/contract.md §7 in one long-lived DataFusion session: the lake's Delta tables
 //! (`readings`, `alerts`, `quarantine`), the merged `occupancy_<size>` of every configured window
 //! size (`occupancy_1m` / `occupancy_10m` by default, §4.3), the
-//! live tables of the speed layer (`occupancy_live`, `spaces_live`) and `lots` from the registry.
+//! live tables of the speed layer (`occupancy_live`, `spaces_live`), `lots` from the registry and
+//! `occupancy_forecast` (§4.4; [`crate::forecast`]) when the forecast is on.
 //! Every scan looks at the current lake version and speed-layer state (see [`crate::tables`]), so new
 //! commits are visible to new queries without a restart.
 //!
@@ -25,6 +26,7 @@ use fjord_core::config::Config;
 use fjord_core::lots::LotsRegistry;
 use fjord_lake::{Lake, Table};
 
+use crate::forecast::{ForecastSource, ForecastTable};
 use crate::runtime::QueryRuntime;
 use crate::speed::Speed;
 use crate::tables::{LakeTable, LakeTables, Live, LiveTable, MergedOccupancy};
@@ -37,6 +39,7 @@ const TOP_CONSUMERS: std::num::NonZeroUsize = std::num::NonZeroUsize::new(5).unw
 #[derive(Clone)]
 pub struct Catalog {
     ctx: SessionContext,
+    forecast: Option<Arc<ForecastSource>>,
     limits: crate::limits::Limits,
     runtime: Arc<QueryRuntime>,
 }
@@ -114,12 +117,28 @@ impl Catalog {
             "occupancy_live",
             Arc::new(LiveTable::new(speed.clone(), Live::Occupancy)),
         )?;
-        ctx.register_table("spaces_live", Arc::new(LiveTable::new(speed, Live::Spaces)))?;
+        ctx.register_table(
+            "spaces_live",
+            Arc::new(LiveTable::new(speed.clone(), Live::Spaces)),
+        )?;
+        let forecast = if cfg.forecast_enabled() {
+            let lake = Lake::new(&cfg.lake_url(), &cfg.lake.storage_options)?;
+            Some(ForecastSource::new(lake, cfg.forecast.refresh.std()))
+        } else {
+            None
+        };
+        if let Some(source) = &forecast {
+            ctx.register_table(
+                "occupancy_forecast",
+                Arc::new(ForecastTable::new(source.clone(), speed)),
+            )?;
+        }
         let lots = lots_batch(&cfg.lots_registry()?);
         let mem = MemTable::try_new(fjord_core::schema::lots(), vec![vec![lots]])?;
         ctx.register_table("lots", Arc::new(mem))?;
         Ok(Self {
             ctx,
+            forecast,
             limits,
             runtime: QueryRuntime::new()?,
         })
@@ -133,6 +152,11 @@ impl Catalog {
     /// The session (shared by every interface).
     pub fn context(&self) -> &SessionContext {
         &self.ctx
+    }
+
+    /// The forecast's profiles, when the forecast is on.
+    pub fn forecast(&self) -> Option<&Arc<ForecastSource>> {
+        self.forecast.as_ref()
     }
 
     /// The per-query limits.

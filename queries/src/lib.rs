@@ -6,6 +6,7 @@
 //!   occupancy per lot, each space's twin, each alert's latest change.
 //! * [`tables`] — table providers that read the current lake version and speed-layer state on every
 //!   scan, including the Lambda merge of §4.3.
+//! * [`forecast`] — `occupancy_forecast`: the lake's profiles and the live occupancy, at scan time.
 //! * [`catalog`] — one DataFusion session with every table of §7 and the memory limit.
 //! * [`capped`] — functions that build values of any size (`repeat`, `lpad`, …), capped; every
 //!   other function's result checked against the same cap.
@@ -23,6 +24,7 @@ pub mod catalog;
 mod error;
 pub mod exec;
 pub mod flight;
+pub mod forecast;
 pub mod format;
 pub mod guard;
 pub mod http;

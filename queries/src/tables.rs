@@ -349,7 +349,7 @@ impl TableProvider for LiveTable {
 
 /// The lots a row must belong to for `filters` (all of them hold) to pass: from `lot_id = 'A'` and
 /// `lot_id IN ('A', 'B')`, intersected; `None` when no filter limits `lot_id` that way.
-fn lots_named(filters: &[Expr]) -> Option<BTreeSet<String>> {
+pub(crate) fn lots_named(filters: &[Expr]) -> Option<BTreeSet<String>> {
     fn lot_column(e: &Expr) -> bool {
         matches!(e, Expr::Column(c) if c.name == "lot_id")
     }

@@ -255,7 +255,7 @@ pub fn print_banner(args: &DemoArgs, e: &Endpoints, endpoints_path: &Path, lots:
         e.kafka.topics.spaces_live
     ));
     out.push_str(&format!(
-        "  Alerts        {} (lot_full, sensor_silent, battery_low, gateway_offline); {}\n",
+        "  Alerts        {} (lot_full, lot_full_predicted, sensor_silent, battery_low, gateway_offline); {}\n",
         e.kafka.topics.alerts,
         if args.webhook.is_empty() {
             "logged here (add --webhook URL to deliver them)".to_owned()
@@ -272,8 +272,12 @@ pub fn print_banner(args: &DemoArgs, e: &Endpoints, endpoints_path: &Path, lots:
         }
     ));
     out.push_str(&format!(
-        "  Batch         {} → {}  (readings, {tables}; every {})\n",
+        "  Batch         {} → {}  (readings, {tables}, forecast_profile; every {})\n",
         e.kafka.topics.readings, e.lake.url, e.lake.batch_every
+    ));
+    out.push_str(&format!(
+        "  Forecast      SQL table occupancy_forecast, GET {}  (the next 24 h per lot; profiles learned by the batch job)\n",
+        e.http.sql.replace("/api/sql", "/api/lots/<lot>/forecast")
     ));
     out.push_str(&format!(
         "  HTTP ingest   POST {}parking/<lot>/<space>  (Authorization: Bearer {})\n",

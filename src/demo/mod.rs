@@ -12,9 +12,11 @@
 //!
 //! `run` goes through the phases in order: [`prepare`] (token, TLS, lots), [`start_kafka`],
 //! [`start_mqtt`], the interfaces and processors, then the [`endpoints`] file and banner, and at
-//! the end [`Running::stop`], which reports what each part did.
+//! the end [`Running::stop`], which reports what each part did. The batch task first lands the
+//! [`history`] of a fresh data dir.
 
 mod endpoints;
+pub mod history;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -52,6 +54,7 @@ const DEMO_RATE: f64 = 20.0;
 pub async fn run(args: DemoArgs, mut config: Config, metrics: Metrics) -> anyhow::Result<()> {
     let (token, demo_ca) = prepare(&args, &mut config)?;
     let lots = config.lots_registry()?;
+
     let shutdown = shutdown_signal()?;
     let ingest_metrics = IngestMetrics::new(&metrics)?;
     // the cluster must outlive everything using it
@@ -94,6 +97,7 @@ pub async fn run(args: DemoArgs, mut config: Config, metrics: Metrics) -> anyhow
             // the embedded cluster lets a closing consumer go only after its session timeout
             session_timeout: args.kafka.is_none().then(|| Duration::from_secs(6)),
             ready: None,
+            forecast: crate::lifecycle::forecast_profiles(&config, &shutdown)?,
         };
         tokio::spawn(crate::lifecycle::run_stream(
             config.clone(),
@@ -109,7 +113,8 @@ pub async fn run(args: DemoArgs, mut config: Config, metrics: Metrics) -> anyhow
         let metrics = fjord_stream::metrics::DeliveryMetrics::new(&metrics);
         tokio::spawn(async move { fjord_stream::delivery::run(&config, metrics?, stop).await })
     });
-    let batch = spawn_batch(&args, &config, &metrics, &shutdown)?;
+    let history = (!args.no_history).then(|| simulated_lots(&lots));
+    let batch = spawn_batch(&args, &config, &metrics, &shutdown, history)?;
     let simulator = (!args.no_simulate).then(|| spawn_simulator(&config, &lots, &shutdown));
 
     let endpoints = Endpoints::new(
@@ -306,18 +311,29 @@ fn add_webhooks(args: &DemoArgs, config: &mut Config, token: &str) -> anyhow::Re
     Ok(())
 }
 
-/// The batch layer: `batch run` every `--batch-every` on the lake in the data dir.
+/// The batch layer: `batch run` every `--batch-every` on the lake in the data dir, after landing
+/// the simulated `history` of these lots (when given; see [`history`]).
 fn spawn_batch(
     args: &DemoArgs,
     config: &Config,
     metrics: &Metrics,
     shutdown: &watch::Receiver<bool>,
+    history: Option<Vec<SimLot>>,
 ) -> anyhow::Result<JoinHandle<fjord_batch::Result<()>>> {
     let lake = fjord_batch::Lake::new(&config.lake_url(), &config.lake.storage_options)?;
     let batch_metrics = fjord_batch::BatchMetrics::new(metrics)?;
     let every = args.batch_every.as_millis_i64().max(1000);
     let (config, stop) = (config.clone(), shutdown.clone());
+    let seed: u64 = rand::rng().random();
     Ok(tokio::spawn(async move {
+        if let Some(lots) = history
+            && let Err(e) = history::land(&config, &lots, seed).await
+        {
+            tracing::error!(
+                error = format!("{e:#}"),
+                "the simulated history was not landed"
+            );
+        }
         fjord_batch::run_scheduled(
             &config,
             &lake,

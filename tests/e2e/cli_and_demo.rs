@@ -120,7 +120,13 @@ struct Demo {
 impl Demo {
     fn start(data_dir: &Path, mqtt_port: u16, token: &str, webhook: &[&str]) -> Demo {
         let child = Command::new(FJORD)
-            .args(["demo", "--no-simulate", "--auth-token", token])
+            .args([
+                "demo",
+                "--no-simulate",
+                "--no-history",
+                "--auth-token",
+                token,
+            ])
             .args(webhook)
             .arg("--data-dir")
             .arg(data_dir)
@@ -494,7 +500,13 @@ fn demo_refuses_a_busy_mqtt_port_with_a_clear_error() {
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().port();
     let out = Command::new(FJORD)
-        .args(["demo", "--no-simulate", "--mqtt-port", &port.to_string()])
+        .args([
+            "demo",
+            "--no-simulate",
+            "--no-history",
+            "--mqtt-port",
+            &port.to_string(),
+        ])
         .arg("--data-dir")
         .arg(dir.path())
         .env_remove("FJORD_CONFIG")

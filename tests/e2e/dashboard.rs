@@ -1,6 +1,7 @@
 //! The dashboard in headless Chromium against a running pipeline (`fjord demo` with its simulator):
 //! it signs in with the token of the URL, shows live lot cards whose values change without a reload,
-//! runs a query in the SQL console (table and chart), and a screenshot is saved under
+//! runs a query in the SQL console (table and chart), its chart continues into the future with the
+//! forecast and its band (from the demo's simulated history), and a screenshot is saved under
 //! `<target>/tmp/dashboard/`. Driven by `tests/browser/dashboard.cjs` (playwright-core, Debian's
 //! chromium; `scripts/test-deps.sh` installs both).
 
@@ -76,6 +77,9 @@ fn dashboard_shows_live_values_and_runs_a_query_in_chromium() {
         "{report}"
     );
     assert!(report["rows"].as_u64().unwrap() >= 1, "{report}");
+    // the chart continues into the future: the forecast of every demo lot, with its band
+    assert_eq!(report["forecast"], 3, "{report}");
+    assert_eq!(report["bands"], 3, "{report}");
     assert!(
         report["errors"].as_array().unwrap().is_empty(),
         "page errors: {report}"

@@ -10,6 +10,7 @@ mod cli_and_demo;
 mod dashboard;
 mod demo_live;
 mod deploy;
+mod forecast;
 mod security;
 mod serve;
 mod simulate;

@@ -63,7 +63,13 @@ fn start(dir: &Path) -> Demo {
     let child = Command::new(FJORD)
         .arg("--config")
         .arg(&config)
-        .args(["demo", "--no-simulate", "--auth-token", TOKEN])
+        .args([
+            "demo",
+            "--no-simulate",
+            "--no-history",
+            "--auth-token",
+            TOKEN,
+        ])
         .arg("--data-dir")
         .arg(dir.join("data"))
         .args(["--mqtt-port", &mqtt_port.to_string()])
@@ -592,7 +598,13 @@ fn a_short_token_is_refused() {
     for token in ["", "short"] {
         let dir = temp_dir();
         let o = Command::new(FJORD)
-            .args(["demo", "--no-simulate", "--auth-token", token])
+            .args([
+                "demo",
+                "--no-simulate",
+                "--no-history",
+                "--auth-token",
+                token,
+            ])
             .arg("--data-dir")
             .arg(dir.path())
             .env_remove("FJORD_CONFIG")
@@ -651,7 +663,14 @@ fn start_tls(dir: &Path) -> (TlsDemo, [u16; 4], PathBuf) {
     let (http_port, pg_port, flight_port, mqtt_port) =
         (free_port(), free_port(), free_port(), free_port());
     let child = Command::new(FJORD)
-        .args(["demo", "--no-simulate", "--tls", "--auth-token", TLS_TOKEN])
+        .args([
+            "demo",
+            "--no-simulate",
+            "--no-history",
+            "--tls",
+            "--auth-token",
+            TLS_TOKEN,
+        ])
         .arg("--data-dir")
         .arg(dir.join("data"))
         .args(["--mqtt-port", &mqtt_port.to_string()])

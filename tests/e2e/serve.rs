@@ -236,13 +236,14 @@ fn hwm_of(config: &std::path::Path) -> i64 {
 }
 
 /// Every SQL table of docs/contract.md §7 (this config's window sizes: 1m and 10m).
-const SQL_TABLES: [&str; 8] = [
+const SQL_TABLES: [&str; 9] = [
     "readings",
     "alerts",
     "lots",
     "quarantine",
     "occupancy_1m",
     "occupancy_10m",
+    "occupancy_forecast",
     "occupancy_live",
     "spaces_live",
 ];

@@ -3,5 +3,6 @@
 
 mod alerts;
 mod common;
+mod forecast;
 mod import;
 mod lake;

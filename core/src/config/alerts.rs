@@ -17,8 +17,9 @@ use crate::model::Severity;
 type Problems = Vec<(String, String)>;
 
 /// Names of the built-in rules; user rules may not take them.
-pub const BUILTIN_RULES: [&str; 4] = [
+pub const BUILTIN_RULES: [&str; 5] = [
     "lot_full",
+    "lot_full_predicted",
     "sensor_silent",
     "battery_low",
     "gateway_offline",
@@ -72,6 +73,8 @@ pub struct AlertsConfig {
     pub battery_low: BatteryLowRule,
     /// `gateway_offline`: a gateway's last will.
     pub gateway_offline: GatewayOfflineRule,
+    /// `lot_full_predicted`: the lot's forecast reaches `lot_full.fire_at` within a horizon.
+    pub lot_full_predicted: LotFullPredictedRule,
     /// User rules.
     pub rules: Vec<UserRule>,
     /// Where alert state changes are delivered.
@@ -189,6 +192,35 @@ impl Default for GatewayOfflineRule {
         Self {
             enabled: true,
             severity: Severity::Critical,
+            repeat_every: None,
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[alerts.lot_full_predicted]`: fires when the lot's forecast (docs/contract.md §4.4) reaches
+/// `lot_full.fire_at` within `horizon`, resolves when it stays below `lot_full.resolve_at` over it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LotFullPredictedRule {
+    /// Whether the rule runs (it needs the forecast: `[forecast] enabled`).
+    pub enabled: bool,
+    /// How far ahead the forecast is looked at (at most 24h).
+    pub horizon: Duration,
+    /// Severity of its alerts.
+    pub severity: Severity,
+    /// Re-send a firing alert this often (event time); unset: once.
+    pub repeat_every: Option<Duration>,
+    /// Labels added to its alerts.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Default for LotFullPredictedRule {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            horizon: Duration::from_secs(30 * 60),
+            severity: Severity::Info,
             repeat_every: None,
             labels: BTreeMap::new(),
         }
@@ -385,7 +417,20 @@ impl AlertsConfig {
                 "alerts.gateway_offline.repeat_every",
                 self.gateway_offline.repeat_every,
             ),
+            (
+                "alerts.lot_full_predicted.repeat_every",
+                self.lot_full_predicted.repeat_every,
+            ),
         ];
+        let horizon = self.lot_full_predicted.horizon;
+        if horizon.is_zero() || horizon.as_millis_i64() > 86_400_000 {
+            p.push((
+                "alerts.lot_full_predicted.horizon".into(),
+                format!(
+                    "must be longer than 0s and at most 24h (the forecast's reach), got {horizon}"
+                ),
+            ));
+        }
         for (key, every) in repeats {
             if every.is_some_and(Duration::is_zero) {
                 p.push((key.into(), "must be longer than 0s".into()));

@@ -53,6 +53,8 @@ pub struct Config {
     pub batch: BatchConfig,
     /// Alert rules and webhooks (docs/contract.md §5).
     pub alerts: AlertsConfig,
+    /// The occupancy forecast (docs/contract.md §4.4).
+    pub forecast: ForecastConfig,
     /// Listen addresses of the query server.
     pub serve: ServeConfig,
     /// Credentials every interface checks.
@@ -81,6 +83,7 @@ impl Default for Config {
             lake: LakeConfig::default(),
             batch: BatchConfig::default(),
             alerts: AlertsConfig::default(),
+            forecast: ForecastConfig::default(),
             serve: ServeConfig::default(),
             auth: AuthConfig::default(),
             tls: TlsConfig::default(),
@@ -137,6 +140,7 @@ impl Config {
         self.lake.validate(&mut problems);
         self.batch.validate(&mut problems);
         self.alerts.validate(&self.stream.windows, &mut problems);
+        self.forecast.validate(&mut problems);
         self.serve.validate(&mut problems);
         self.auth.validate(&mut problems);
         self.tls.validate(&mut problems);
@@ -146,6 +150,17 @@ impl Config {
             }
         }
         problems
+    }
+
+    /// Whether the forecast runs: `[forecast] enabled` and 10-minute windows configured (it learns
+    /// from `occupancy_10m`).
+    pub fn forecast_enabled(&self) -> bool {
+        self.forecast.enabled
+            && self
+                .stream
+                .windows
+                .iter()
+                .any(|w| w.as_millis_i64() == crate::forecast::STEP_MS)
     }
 
     /// The lots registry: `[[lots]]` plus `lots_file`, already validated by [`Config::load`].

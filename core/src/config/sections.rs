@@ -420,6 +420,49 @@ impl LakeConfig {
     }
 }
 
+/// `[forecast]`: the occupancy forecast (docs/contract.md §4.4). It learns from `occupancy_10m`,
+/// so it runs only when `stream.windows` has `10m` (the default).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForecastConfig {
+    /// Whether the batch job trains the profiles and `occupancy_forecast` is served.
+    pub enabled: bool,
+    /// The profiles learn from this much of the latest `occupancy_10m`.
+    pub history: Duration,
+    /// How often the stream processor and the query server look for newer profiles in the lake.
+    pub refresh: Duration,
+}
+
+impl Default for ForecastConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            history: Duration::from_secs(56 * 86_400),
+            refresh: Duration::from_secs(60),
+        }
+    }
+}
+
+impl ForecastConfig {
+    pub(crate) fn validate(&self, p: &mut Problems) {
+        if self.history.as_millis_i64() < 86_400_000 {
+            p.push((
+                "forecast.history".into(),
+                format!(
+                    "must be at least 1d (a profile needs a day of windows), got {}",
+                    self.history
+                ),
+            ));
+        }
+        if self.refresh.as_millis_i64() < 1000 {
+            p.push((
+                "forecast.refresh".into(),
+                format!("must be at least 1s, got {}", self.refresh),
+            ));
+        }
+    }
+}
+
 /// `[batch]`: the batch layer (docs/contract.md §6).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

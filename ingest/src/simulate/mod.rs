@@ -6,8 +6,10 @@
 //! At the end a summary says what was sent and acknowledged; `--record` also writes each
 //! acknowledged message ([`ledger`]).
 
+pub mod history;
 pub mod ledger;
 pub mod model;
+pub mod pattern;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

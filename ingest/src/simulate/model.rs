@@ -90,20 +90,20 @@ pub struct Fleet {
     held: VecDeque<(u32, SimMessage)>,
 }
 
-/// Target share of occupied spaces at a time of day: low at night, high in the afternoon.
-pub fn daily_occupancy(ts: TimestampMs) -> f64 {
-    let hour = (ts.rem_euclid(86_400_000) as f64) / 3_600_000.0;
-    0.5 - 0.42 * (std::f64::consts::TAU * (hour - 3.0) / 24.0).cos()
+/// Target share of occupied spaces of a lot at a time: its weekly pattern, the one the simulated
+/// history follows too (so the forecast learned from the history fits the live data).
+pub fn usual_occupancy(lot_id: &str, ts: TimestampMs) -> f64 {
+    super::pattern::usual_occupancy(lot_id, ts)
 }
 
 impl Fleet {
     /// A fleet of `lots`; initial states follow the daily curve at `now`.
     pub fn new(lots: Vec<SimLot>, faults: Faults, seed: u64, now: TimestampMs) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let target = daily_occupancy(now);
         let spaces = lots
             .iter()
             .map(|lot| {
+                let target = usual_occupancy(&lot.lot_id, now);
                 (0..lot.spaces)
                     .map(|i| Space {
                         id: format!("S{:03}", i + 1),
@@ -155,7 +155,7 @@ impl Fleet {
             };
             return Some(self.message(lot, space, payload, Kind::Garbage));
         }
-        let target = daily_occupancy(now);
+        let target = usual_occupancy(&self.lots[lot].lot_id, now);
         let s = &mut self.spaces[lot][space];
         let flip = if s.occupied {
             self.rng.random_bool(((1.0 - target) * 0.6).clamp(0.0, 1.0))
@@ -351,8 +351,13 @@ mod tests {
     }
 
     #[test]
-    fn occupancy_follows_the_day() {
-        assert!(daily_occupancy(NOON + 3 * 3_600_000) > 0.85);
-        assert!(daily_occupancy(NOON - 9 * 3_600_000) < 0.15);
+    fn occupancy_follows_the_lots_week() {
+        // Wednesday 2026-11-25, 15:00 and 03:00 UTC
+        let afternoon = NOON + 4 * 86_400_000 + 3 * 3_600_000;
+        let night = afternoon - 12 * 3_600_000;
+        for id in ["central", "harbour", "museum", "A"] {
+            let (busy, quiet) = (usual_occupancy(id, afternoon), usual_occupancy(id, night));
+            assert!(busy > quiet + 0.3, "{id}: {busy} vs {quiet}");
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! | `GET /` , `/assets/*` | no (no data) | the dashboard |
 //! | `POST /api/sql` | yes | the result as JSON, CSV, NDJSON or Arrow IPC by `Accept`; body SQL text or `{"sql": …}` |
 //! | `GET /api/lots` | yes | every lot with its current occupancy |
+//! | `GET /api/lots/{id}/forecast` | yes | the lot's next 24 h in 10-minute steps (`occupancy_forecast`) |
 //! | `GET /api/alerts?status=firing` | yes | each alert's latest change, newest first |
 //! | `GET /api/openapi.json` | no | the OpenAPI description of this API |
 //! | `GET /metrics`, `/healthz`, `/readyz` | no | Prometheus metrics, liveness, readiness |
@@ -72,6 +73,7 @@ pub fn api_routes(api: Api) -> Router {
         .route("/assets/app.css", get(dashboard::style))
         .route("/api/sql", post(sql))
         .route("/api/lots", get(lots))
+        .route("/api/lots/{id}/forecast", get(forecast))
         .route("/api/alerts", get(alerts))
         .route("/api/openapi.json", get(openapi))
         .route("/readyz", get(readyz))
@@ -307,6 +309,41 @@ async fn lots(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
         coalesce(o.occupancy_ratio, 0.0) AS occupancy_ratio, o.updated_at, l.lat, l.lon \
         FROM lots l FULL OUTER JOIN occupancy_live o ON l.lot_id = o.lot_id ORDER BY 1";
     run(&api, LOTS, Wire::Json).await
+}
+
+async fn forecast(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    if let Some(r) = unauthorized(&api, &headers, "http") {
+        return r;
+    }
+    let Some(source) = api.catalog.forecast() else {
+        return error_body(
+            StatusCode::NOT_FOUND,
+            "forecast",
+            "the forecast is off: [forecast] enabled = false, or stream.windows has no 10m",
+        );
+    };
+    let profiles = source.profiles().await;
+    if !profiles.lots.contains_key(&id) {
+        let why = if profiles.lots.is_empty() {
+            "no profile has been learned yet: the batch job learns them from a day or more of occupancy_10m (`fjord batch forecast`)".to_owned()
+        } else {
+            format!(
+                "lot {id:?} has no profile: it is not a lot, or it has less than a day of occupancy_10m (lots with a forecast: {})",
+                profiles.lots.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
+        };
+        return error_body(StatusCode::NOT_FOUND, "forecast", &why);
+    }
+    let sql = format!(
+        "SELECT lot_id, target_time, horizon, occupancy_ratio, occupied, lower, upper, model_version, issued_at \
+         FROM occupancy_forecast WHERE lot_id = '{}' ORDER BY target_time",
+        id.replace('\'', "''")
+    );
+    run(&api, &sql, Wire::Json).await
 }
 
 #[derive(serde::Deserialize)]

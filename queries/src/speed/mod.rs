@@ -137,6 +137,11 @@ impl SpeedState {
         self.spaces.get(lot_id)?.get(space_id)
     }
 
+    /// Each lot's current occupancy, by lot (a copy: the forecast reads it without holding the lock).
+    pub fn live_rows(&self) -> BTreeMap<String, LiveRow> {
+        self.live.clone()
+    }
+
     /// `occupancy_live` (one row per lot), by lot.
     pub fn live_batch(&self) -> RecordBatch {
         let mut lot = StringBuilder::new();

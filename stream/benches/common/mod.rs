@@ -32,7 +32,7 @@ impl Running {
                     stop,
                     fjord_stream::runtime::RunOptions {
                         session_timeout: Some(Duration::from_secs(6)),
-                        ready: None,
+                        ..Default::default()
                     },
                 )
             })

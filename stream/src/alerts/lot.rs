@@ -1,5 +1,5 @@
 //! The alerts of one lot, evaluated per event (docs/contract.md §5): on each accepted reading (`lot_full`,
-//! `battery_low`, the end of a `sensor_silent`, reading rules), on each closed window (window
+//! `lot_full_predicted` from the lot's forecast profile, `battery_low`, the end of a `sensor_silent`, reading rules), on each closed window (window
 //! rules) and when the watermark moves (`sensor_silent`, `for` durations, repeats). Part of the
 //! lot's checkpoint, so a restart neither loses nor repeats a state change.
 
@@ -7,6 +7,7 @@ use std::borrow::Cow;
 
 use fjord_core::config::RuleInput;
 use fjord_core::expr::Value;
+use fjord_core::forecast::predict::{Observed, predict, steps_within};
 use fjord_core::lots::LotRecord;
 use fjord_core::model::{Alert, OccupancyWindow, Reading, TsSource};
 use fjord_core::occupancy::LotEngine;
@@ -75,6 +76,32 @@ impl LotAlerts {
                 None,
                 out,
             );
+        }
+        if let Some(rule) = &rules.lot_full_predicted
+            && let Some(ratio) = ratio(occupied, capacity)
+        {
+            let profiles = rule.profiles.get();
+            if let Some(p) = profiles.lots.get(&r.lot_id) {
+                let now = Observed { at: r.ts, ratio };
+                let steps = predict(p, r.ts, Some(now), steps_within(r.ts, rule.horizon_ms));
+                let peak = steps.iter().map(|s| s.ratio).fold(ratio, f64::max);
+                let obs = Observation {
+                    fire: peak >= rule.fire_at,
+                    resolve: peak < rule.resolve_at,
+                    value: Some(peak),
+                    fire_threshold: Some(rule.fire_at),
+                    resolve_threshold: Some(rule.resolve_at),
+                };
+                machine::observe(
+                    &mut self.active,
+                    &rule.common,
+                    || Subject::lot(&r.lot_id),
+                    obs,
+                    r.ts,
+                    None,
+                    out,
+                );
+            }
         }
         if let Some(rule) = &rules.battery_low
             && latest

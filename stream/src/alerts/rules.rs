@@ -31,6 +31,21 @@ pub struct LotFull {
     pub resolve_at: f64,
 }
 
+/// `lot_full_predicted`: the forecast (docs/contract.md §4.4) against `lot_full`'s thresholds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LotFullPredicted {
+    /// Name, severity, labels.
+    pub common: Common,
+    /// Fires when the forecast reaches this ratio within the horizon.
+    pub fire_at: f64,
+    /// Resolves when the forecast stays below this ratio over the horizon.
+    pub resolve_at: f64,
+    /// The horizon, ms.
+    pub horizon_ms: i64,
+    /// The profiles, kept up to date by whoever runs the processor (empty: the rule is quiet).
+    pub profiles: fjord_core::forecast::SharedProfiles,
+}
+
 /// `sensor_silent`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SensorSilent {
@@ -73,6 +88,8 @@ pub struct UserRule {
 pub struct Rules {
     /// `lot_full`, when enabled.
     pub lot_full: Option<LotFull>,
+    /// `lot_full_predicted`, when enabled.
+    pub lot_full_predicted: Option<LotFullPredicted>,
     /// `sensor_silent`, when enabled.
     pub sensor_silent: Option<SensorSilent>,
     /// `battery_low`, when enabled.
@@ -106,6 +123,7 @@ impl Rules {
         let ss = &cfg.sensor_silent;
         let bl = &cfg.battery_low;
         let go = &cfg.gateway_offline;
+        let lp = &cfg.lot_full_predicted;
         let mut user = Vec::new();
         for rule in &cfg.rules {
             let expr = rule
@@ -127,6 +145,18 @@ impl Rules {
                 fire_at: lf.fire_at,
                 resolve_at: lf.resolve_at,
             }),
+            lot_full_predicted: lp.enabled.then(|| LotFullPredicted {
+                common: common(
+                    "lot_full_predicted",
+                    lp.severity,
+                    lp.repeat_every,
+                    &lp.labels,
+                ),
+                fire_at: lf.fire_at,
+                resolve_at: lf.resolve_at,
+                horizon_ms: ms(lp.horizon),
+                profiles: fjord_core::forecast::SharedProfiles::default(),
+            }),
             sensor_silent: ss.enabled.then(|| SensorSilent {
                 common: common("sensor_silent", ss.severity, ss.repeat_every, &ss.labels),
                 after_ms: ms(ss.after),
@@ -143,10 +173,19 @@ impl Rules {
         })
     }
 
+    /// `lot_full_predicted` reads its profiles from `profiles` (replaced by their owner when the
+    /// batch job trains a new version).
+    pub fn set_profiles(&mut self, profiles: fjord_core::forecast::SharedProfiles) {
+        if let Some(r) = &mut self.lot_full_predicted {
+            r.profiles = profiles;
+        }
+    }
+
     /// The rule named `name`.
     pub fn common(&self, name: &str) -> Option<&Common> {
         match name {
             "lot_full" => self.lot_full.as_ref().map(|r| &r.common),
+            "lot_full_predicted" => self.lot_full_predicted.as_ref().map(|r| &r.common),
             "sensor_silent" => self.sensor_silent.as_ref().map(|r| &r.common),
             "battery_low" => self.battery_low.as_ref().map(|r| &r.common),
             "gateway_offline" => self.gateway_offline.as_ref(),

@@ -73,6 +73,7 @@ fn only(rule: &str) -> AlertsConfig {
     cfg.sensor_silent.enabled = rule == "sensor_silent";
     cfg.battery_low.enabled = rule == "battery_low";
     cfg.gateway_offline.enabled = rule == "gateway_offline";
+    cfg.lot_full_predicted.enabled = rule == "lot_full_predicted";
     cfg
 }
 
@@ -463,5 +464,66 @@ fn ids_are_a_function_of_the_change_so_a_replay_repeats_them() {
     assert!(
         json.starts_with(r#"{"id":""#) && json.contains(r#","key":"lot_full/L1","rule":"lot_full","status":"firing","severity":"warning","lot_id":"L1","space_id":null,"gateway_id":null,"value":1.0,"threshold":0.9,"started_at":"2026-11-21T10:00:01.000Z","resolved_at":null,"event_time":"2026-11-21T10:00:01.000Z","labels":{}}"#),
         "{json}"
+    );
+}
+
+/// A profile of L1 (capacity 10): 30 % all week, 100 % from 20 to 60 minutes after T0.
+fn rush_at_t0_plus_20min() -> fjord_core::forecast::SharedProfiles {
+    use fjord_core::forecast::{LotProfile, Profiles, SLOTS_PER_WEEK, STEP_MS, slot_of_week};
+    let mut expected = vec![0.3; SLOTS_PER_WEEK];
+    for k in 2..6 {
+        expected[slot_of_week(T0 + k * STEP_MS)] = 1.0;
+    }
+    let lot = LotProfile {
+        lot_id: "L1".into(),
+        capacity: 10,
+        expected,
+        lower: vec![-0.1; SLOTS_PER_WEEK],
+        upper: vec![0.1; SLOTS_PER_WEEK],
+        weeks: vec![3; SLOTS_PER_WEEK],
+        persistence: 0.9,
+    };
+    let shared = fjord_core::forecast::SharedProfiles::default();
+    shared.set(Profiles {
+        model_version: Profiles::version_of(T0 - 86_400_000),
+        trained_through: T0 - 86_400_000,
+        lots: [("L1".to_owned(), lot)].into(),
+    });
+    shared
+}
+
+#[test]
+fn lot_full_predicted_fires_when_the_forecast_reaches_full_within_the_horizon_and_resolves_after() {
+    let mut lot = Lot::new(only("lot_full_predicted"), 10);
+    // without a profile the rule is quiet
+    assert!(lot.reading("S0", T0 - 90 * MIN, true, None).is_empty());
+    lot.rules.set_profiles(rush_at_t0_plus_20min());
+    // an hour before: the rush is 80 minutes away, beyond the 30-minute horizon
+    lot.reading("S1", T0 - 60 * MIN, true, None);
+    assert!(lot.reading("S2", T0 - 59 * MIN, false, None).is_empty());
+    // at T0 with 2 of 10 occupied (0.1 below the profile), the forecast of the window at T0+30min
+    // (step 4, the highest within the horizon) is 1.0 − 0.9⁴·0.1 ≈ 0.93 ≥ 0.9
+    let fired = lot.reading("S2", T0, false, None);
+    assert_eq!(
+        states(&fired),
+        vec![("lot_full_predicted/L1".into(), AlertStatus::Firing, T0)]
+    );
+    let value = fired[0].value.unwrap();
+    assert!(
+        (value - (1.0 - 0.9f64.powi(4) * 0.1)).abs() < 1e-9,
+        "{value}"
+    );
+    assert_eq!(fired[0].threshold, Some(0.9));
+    // still coming: no re-send
+    assert!(lot.reading("S3", T0 + 5 * MIN, false, None).is_empty());
+    // after the rush, 3 of 10 occupied and 30 % expected: below resolve_at over the horizon
+    let resolved = lot.reading("S3", T0 + 2 * 60 * MIN, true, None);
+    assert_eq!(
+        states(&resolved),
+        vec![(
+            "lot_full_predicted/L1".into(),
+            AlertStatus::Resolved,
+            T0 + 2 * 60 * MIN
+        )]
     );
 }

@@ -83,13 +83,19 @@ pub struct RunOptions {
     /// Turned ready once the consumer group has assigned this instance its partitions (possibly
     /// none) and their state is restored: the `/readyz` of `fjord stream`.
     pub ready: Option<fjord_core::telemetry::Readiness>,
+    /// The forecast's profiles for `lot_full_predicted`, kept up to date by the caller; `None`:
+    /// the rule stays quiet.
+    pub forecast: Option<fjord_core::forecast::SharedProfiles>,
 }
 
 /// The settings of the partitions, from the config.
 pub fn settings(config: &Config) -> Result<Settings> {
     let s = &config.stream;
     let windows_ms: Vec<i64> = s.windows.iter().map(|w| w.as_millis_i64()).collect();
-    let rules = Rules::from_config(&config.alerts, &windows_ms).map_err(Error::Config)?;
+    let mut rules = Rules::from_config(&config.alerts, &windows_ms).map_err(Error::Config)?;
+    if !config.forecast_enabled() {
+        rules.lot_full_predicted = None;
+    }
     Ok(Settings {
         rules: Arc::new(rules),
         windows_ms,
@@ -150,7 +156,10 @@ pub fn run(
     options: RunOptions,
 ) -> Result<Summary> {
     let topics = Topics::new(&config.kafka);
-    let settings = settings(config)?;
+    let mut settings = settings(config)?;
+    if let Some(profiles) = options.forecast.clone() {
+        Arc::make_mut(&mut settings.rules).set_profiles(profiles);
+    }
     let guarantee = config.stream.processing_guarantee;
     let instance = config
         .stream

@@ -1,7 +1,8 @@
 //! Alerts end to end on a real Kafka-protocol broker (tansu) and a real HTTP receiver on loopback:
 //! `lot_full` from readings through the processor to a signed webhook (signatures checked by
 //! Python's `hmac`), retries through 20 s of HTTP 500 in order per key, and a 400 dead-lettered
-//! while later alerts still arrive.
+//! while later alerts still arrive; `lot_full_predicted` from readings and a forecast profile to
+//! the same webhook.
 
 use std::time::Duration;
 
@@ -471,4 +472,100 @@ async fn a_dead_endpoint_holds_back_no_other_webhook() {
     assert_eq!(dead.delivered, 0);
     let live_summary = summaries.iter().find(|s| s.webhook == "test").unwrap();
     assert_eq!(live_summary.delivered, sent.len() as u64);
+}
+
+/// `lot_full_predicted` through the processor to the webhook: L1 (capacity 10) usually holds 30 %,
+/// but 100 % from 20 to 60 minutes after `t0`. A reading at `t0` with 2 of 10 occupied fires (the
+/// forecast reaches 0.9 within 30 minutes), a reading two hours later with 3 of 10 resolves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lot_full_predicted_fires_and_resolves_through_the_webhook() {
+    use fjord_core::forecast::{
+        LotProfile, Profiles, SLOTS_PER_WEEK, STEP_MS, SharedProfiles, floor_step, slot_of_week,
+    };
+    let tansu = Tansu::start().unwrap_or_else(|e| panic!("{e}"));
+    let receiver = WebhookReceiver::start().await.unwrap();
+    let mut cfg = with_delivery(config(tansu.kafka_config()), &receiver.url());
+    cfg.lots = vec![LotRecord {
+        lot_id: "L1".into(),
+        name: "Central".into(),
+        zone: "centre".into(),
+        capacity: 10,
+        lat: None,
+        lon: None,
+    }];
+    cfg.alerts.lot_full.enabled = false;
+    cfg.alerts.sensor_silent.enabled = false;
+    cfg.alerts.battery_low.enabled = false;
+    fjord_stream::runtime::ensure_topics(&cfg).await.unwrap();
+
+    let t0 = floor_step(now_ms() - 3 * 3_600_000);
+    let mut expected = vec![0.3; SLOTS_PER_WEEK];
+    for k in 2..6 {
+        expected[slot_of_week(t0 + k * STEP_MS)] = 1.0;
+    }
+    let profiles = SharedProfiles::default();
+    profiles.set(Profiles {
+        model_version: Profiles::version_of(t0 - 86_400_000),
+        trained_through: t0 - 86_400_000,
+        lots: [(
+            "L1".to_owned(),
+            LotProfile {
+                lot_id: "L1".into(),
+                capacity: 10,
+                expected,
+                lower: vec![-0.1; SLOTS_PER_WEEK],
+                upper: vec![0.1; SLOTS_PER_WEEK],
+                weeks: vec![3; SLOTS_PER_WEEK],
+                persistence: 0.9,
+            },
+        )]
+        .into(),
+    });
+    let reading = |space: &str, t: i64, occupied: bool| {
+        BridgeRecord::reading(
+            "L1",
+            space,
+            t,
+            format!(r#"{{"ts":{t},"occupied":{occupied}}}"#),
+        )
+    };
+    let records = vec![
+        // an hour before the rush: quiet
+        reading("S0", t0 - 60 * 60_000, true),
+        reading("S1", t0 - 60 * 60_000 + 1000, true),
+        // at t0, 2 of 10: the forecast of t0+30min is 1.0 − 0.9⁴·0.1 ≈ 0.93
+        reading("S2", t0, false),
+        // after the rush, 3 of 10 against 30 % expected
+        reading("S3", t0 + 2 * 3_600_000, true),
+    ];
+    kafka::produce_readings(&cfg.kafka, &records).await;
+    let running = Running::start_with(
+        &cfg,
+        fjord_stream::runtime::RunOptions {
+            forecast: Some(profiles),
+            ..Default::default()
+        },
+    );
+    let delivery = start_delivery(&cfg);
+    let got = receiver
+        .wait_for(Duration::from_secs(120), |r| r.len() >= 2)
+        .await;
+    running.stop().await.unwrap();
+    delivery.stop().await;
+    let bodies: Vec<serde_json::Value> = got.iter().map(Received::json).collect();
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    assert_eq!(bodies[0]["key"], "lot_full_predicted/L1");
+    assert_eq!(bodies[0]["rule"], "lot_full_predicted");
+    assert_eq!(bodies[0]["status"], "firing");
+    assert_eq!(bodies[0]["severity"], "info");
+    assert_eq!(bodies[0]["threshold"], 0.9);
+    let value = bodies[0]["value"].as_f64().unwrap();
+    assert!(
+        (value - (1.0 - 0.9f64.powi(4) * 0.1)).abs() < 1e-9,
+        "{value}"
+    );
+    assert_eq!(bodies[1]["key"], "lot_full_predicted/L1");
+    assert_eq!(bodies[1]["status"], "resolved");
+    let checked = verify_signatures_in_python(&receiver);
+    assert!(checked.contains("2 signatures verified"), "{checked}");
 }

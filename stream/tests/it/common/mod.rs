@@ -92,12 +92,17 @@ pub struct Running {
 
 impl Running {
     pub fn start(config: &Config) -> Running {
+        Self::start_with(config, Default::default())
+    }
+
+    /// With these run options (the forecast's profiles, …).
+    pub fn start_with(config: &Config, options: fjord_stream::runtime::RunOptions) -> Running {
         let metrics = StreamMetrics::new(&Metrics::new()).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let task = {
             let (config, metrics, stop) = (config.clone(), metrics.clone(), stop.clone());
             tokio::task::spawn_blocking(move || {
-                fjord_stream::runtime::run(&config, metrics, stop, Default::default())
+                fjord_stream::runtime::run(&config, metrics, stop, options)
             })
         };
         Running {
