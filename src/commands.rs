@@ -125,7 +125,7 @@ pub fn stream(path: Option<&Path>, args: &crate::cli::StreamArgs) -> anyhow::Res
             }
             // an error ends the process, and delivery with it: what it had not settled is sent
             // again by the next run
-            let forecast = crate::lifecycle::forecast_profiles(&config, &shutdown)?;
+            let forecast = crate::lifecycle::forecast_profiles(&config, &shutdown).await?;
             let summary =
                 run_stream(
                 config,

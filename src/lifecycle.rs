@@ -44,7 +44,9 @@ pub async fn run_stream(
 
 /// The forecast's profiles for the stream processor's `lot_full_predicted`, reloaded from the
 /// lake every `forecast.refresh` until `shutdown` (`None` when the forecast or the rule is off).
-pub fn forecast_profiles(
+/// The first load is awaited (for up to 10 s), so a restarted processor judges its first
+/// readings with the same profiles as the run before it.
+pub async fn forecast_profiles(
     config: &Config,
     shutdown: &watch::Receiver<bool>,
 ) -> anyhow::Result<Option<fjord_core::forecast::SharedProfiles>> {
@@ -58,27 +60,50 @@ pub fn forecast_profiles(
         config.forecast.refresh.std(),
         shutdown.clone(),
     );
-    tokio::spawn(async move {
-        loop {
-            // until the first profile, look every 5 s: it appears soon after a fresh start
-            let mut wait = every.min(std::time::Duration::from_secs(5));
-            match fjord_batch::lake_forecast::load_profiles(&lake).await {
+    let load = |lake: fjord_batch::Lake| async move {
+        let loaded = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            fjord_batch::lake_forecast::load_profiles(&lake),
+        )
+        .await;
+        match loaded {
+            Ok(r) => r.map_err(anyhow::Error::from),
+            Err(_) => Err(anyhow::anyhow!("the lake did not answer within 10 s")),
+        }
+    };
+    // what the loop does with each load; true when there are profiles
+    let take =
+        move |shared: &fjord_core::forecast::SharedProfiles,
+              loaded: anyhow::Result<Option<fjord_core::forecast::Profiles>>| {
+            match loaded {
                 Ok(Some(p)) => {
                     let (model, lots) = (p.model_version.clone(), p.lots.len());
-                    wait = every;
                     if shared.set(p) {
                         tracing::info!(%model, lots, "lot_full_predicted uses new forecast profiles");
                     }
+                    true
                 }
-                Ok(None) => {}
+                Ok(None) => false,
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot load the forecast profiles; keeping the last")
+                    tracing::warn!(error = %e, "cannot load the forecast profiles; keeping the last");
+                    !shared.get().lots.is_empty()
                 }
             }
+        };
+    let mut have = take(&profiles, load(lake.clone()).await);
+    tokio::spawn(async move {
+        loop {
+            // until the first profile, look every 5 s: it appears soon after a fresh start
+            let wait = if have {
+                every
+            } else {
+                every.min(std::time::Duration::from_secs(5))
+            };
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
+            have = take(&shared, load(lake.clone()).await);
         }
     });
     Ok(Some(profiles))

@@ -129,7 +129,15 @@ pub async fn train(cfg: &Config, lake: &Lake) -> Result<ForecastSummary> {
             ..ForecastSummary::default()
         });
     };
-    if let Some(current) = load_profiles(lake).await?
+    // a table this fjord cannot read (an older schema, a torn rewrite) is replaced, not a failure
+    let current = match load_profiles(lake).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "the forecast profiles in the lake cannot be read; retraining");
+            None
+        }
+    };
+    if let Some(current) = current
         && current.trained_through >= hwm
     {
         return Ok(ForecastSummary {
@@ -169,14 +177,21 @@ pub async fn train(cfg: &Config, lake: &Lake) -> Result<ForecastSummary> {
 /// The backtest: learn from the windows before the last `holdout_ms` (at most
 /// `forecast.history` of them) and score forecasts of the rest at [`HORIZONS`].
 pub async fn evaluate(cfg: &Config, lake: &Lake, holdout_ms: i64) -> Result<Evaluation> {
-    let Some((series, hwm, _)) = final_windows(lake, None).await? else {
+    let history = cfg.forecast.history.as_millis_i64();
+    let hwm = match lake.open_existing(Table::Occupancy(STEP_MS)).await? {
+        Some(t) => fjord_lake::hwm::txn_version(&t, "occupancy_10m", HWM_APP_ID).await?,
+        None => None,
+    };
+    // the training span before the held-out days, and those days (not the whole table)
+    let from = hwm.map(|h| floor_step(h - holdout_ms) - history);
+    let Some((series, hwm, _)) = final_windows(lake, from).await? else {
         return Err(Error::Config(
             "occupancy_10m has no final windows: land readings and run `fjord batch views` first"
                 .into(),
         ));
     };
     let split = floor_step(hwm - holdout_ms);
-    let from = split - cfg.forecast.history.as_millis_i64();
+    let from = split - history;
     let first = series
         .values()
         .filter_map(|w| w.keys().next().copied())

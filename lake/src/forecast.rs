@@ -158,6 +158,19 @@ pub fn profiles_from(batches: &[RecordBatch]) -> Result<Option<Profiles>> {
                 "forecast_profile: lot {lot:?} does not have exactly one row per slot"
             )));
         }
+        let finite = |v: &[f64]| v.iter().all(|x| x.is_finite());
+        if !(0.0..=1.0).contains(&p.persistence)
+            || !finite(&p.expected)
+            || !finite(&p.lower)
+            || !finite(&p.upper)
+            || p.lower.iter().any(|l| *l > 0.0)
+            || p.upper.iter().any(|u| *u < 0.0)
+        {
+            return Err(Error::Config(format!(
+                "forecast_profile: lot {lot:?} has values out of range (persistence {}, or a band that does not contain 0)",
+                p.persistence
+            )));
+        }
     }
     Ok(Some(Profiles {
         model_version,

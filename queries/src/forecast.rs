@@ -25,6 +25,22 @@ use fjord_lake::{Lake, Table};
 use crate::speed::Speed;
 use crate::tables::lots_named;
 
+/// How long a look at the lake for new profiles may take.
+const LAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `f` within [`LAKE_TIMEOUT`], its error as text.
+async fn within<T>(
+    f: impl std::future::Future<Output = fjord_lake::Result<T>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(LAKE_TIMEOUT, f).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err(format!(
+            "the lake did not answer within {} s",
+            LAKE_TIMEOUT.as_secs()
+        )),
+    }
+}
+
 /// The profiles as the serving layer holds them.
 pub struct ForecastSource {
     lake: Lake,
@@ -54,7 +70,10 @@ impl ForecastSource {
     /// The current profiles (empty before the first training); a lake that cannot be read keeps
     /// the last ones and is logged.
     pub async fn profiles(&self) -> Arc<Profiles> {
-        let mut checked = self.checked.lock().await;
+        // one refresh at a time; meanwhile (or while the lake is slow) queries use the last ones
+        let Ok(mut checked) = self.checked.try_lock() else {
+            return self.profiles.get();
+        };
         // before the first profile, look more often: it appears soon after a fresh start
         let every = if checked.1.is_none() {
             self.refresh.min(Duration::from_secs(2))
@@ -65,7 +84,8 @@ impl ForecastSource {
             return self.profiles.get();
         }
         checked.0 = Some(Instant::now());
-        let version = match self.lake.open_existing(Table::ForecastProfile).await {
+        let opened = within(self.lake.open_existing(Table::ForecastProfile)).await;
+        let version = match opened {
             Ok(t) => t.and_then(|t| t.version()),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot look for new forecast profiles; keeping the last");
@@ -73,7 +93,8 @@ impl ForecastSource {
             }
         };
         if version.is_some() && version != checked.1 {
-            match fjord_lake::forecast::load_profiles(&self.lake).await {
+            let loaded = within(fjord_lake::forecast::load_profiles(&self.lake)).await;
+            match loaded {
                 Ok(Some(p)) => {
                     tracing::info!(model = %p.model_version, lots = p.lots.len(), "forecast profiles loaded");
                     self.profiles.set(p);
@@ -96,7 +117,12 @@ pub fn forecast_batch(
     lots: Option<&BTreeSet<String>>,
     now: TimestampMs,
 ) -> RecordBatch {
-    let n = profiles.lots.len() * HORIZON_STEPS;
+    let wanted = lots.map_or(profiles.lots.len(), |l| {
+        l.iter()
+            .filter(|id| profiles.lots.contains_key(*id))
+            .count()
+    });
+    let n = wanted * HORIZON_STEPS;
     let mut lot = StringBuilder::with_capacity(n, n * 8);
     let mut target = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
     let mut horizon = Int32Builder::with_capacity(n);

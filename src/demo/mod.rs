@@ -93,11 +93,12 @@ pub async fn run(args: DemoArgs, mut config: Config, metrics: Metrics) -> anyhow
     // The stream processor: exactly once on the embedded cluster (it accepts transactions).
     let stream = {
         let metrics = fjord_stream::metrics::StreamMetrics::new(&metrics)?;
+        let forecast = crate::lifecycle::forecast_profiles(&config, &shutdown).await?;
         let options = fjord_stream::runtime::RunOptions {
             // the embedded cluster lets a closing consumer go only after its session timeout
             session_timeout: args.kafka.is_none().then(|| Duration::from_secs(6)),
             ready: None,
-            forecast: crate::lifecycle::forecast_profiles(&config, &shutdown)?,
+            forecast,
         };
         tokio::spawn(crate::lifecycle::run_stream(
             config.clone(),

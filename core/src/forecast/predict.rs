@@ -71,8 +71,9 @@ pub fn predict(
         .collect()
 }
 
-/// The steps that cover `[as_of, as_of + horizon_ms]`.
+/// The steps whose windows start before `as_of + horizon_ms` (at least the current one).
 pub fn steps_within(as_of: TimestampMs, horizon_ms: i64) -> usize {
     let origin = floor_step(as_of);
-    usize::try_from((as_of + horizon_ms - origin) / STEP_MS + 1).unwrap_or(1)
+    let span = (as_of + horizon_ms.max(0) - origin).max(1);
+    usize::try_from((span + STEP_MS - 1) / STEP_MS).unwrap_or(1)
 }

@@ -147,9 +147,13 @@ fn the_deviation_fades_and_the_band_widens_with_the_horizon() {
 
 #[test]
 fn steps_within_a_horizon_include_the_current_window() {
-    assert_eq!(steps_within(MONDAY, 30 * 60_000), 4);
+    // at 10:00, within 30 minutes: the windows of 10:00, 10:10 and 10:20
+    assert_eq!(steps_within(MONDAY, 30 * 60_000), 3);
+    // at 10:05: also the one of 10:30, which starts before 10:35
     assert_eq!(steps_within(MONDAY + 300_000, 30 * 60_000), 4);
     assert_eq!(steps_within(MONDAY + 300_000, 0), 1);
+    assert_eq!(steps_within(MONDAY, 0), 1);
+    assert_eq!(steps_within(MONDAY, 24 * 3_600_000), HORIZON_STEPS);
 }
 
 #[test]

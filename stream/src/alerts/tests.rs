@@ -501,8 +501,8 @@ fn lot_full_predicted_fires_when_the_forecast_reaches_full_within_the_horizon_an
     // an hour before: the rush is 80 minutes away, beyond the 30-minute horizon
     lot.reading("S1", T0 - 60 * MIN, true, None);
     assert!(lot.reading("S2", T0 - 59 * MIN, false, None).is_empty());
-    // at T0 with 2 of 10 occupied (0.1 below the profile), the forecast of the window at T0+30min
-    // (step 4, the highest within the horizon) is 1.0 − 0.9⁴·0.1 ≈ 0.93 ≥ 0.9
+    // at T0 with 2 of 10 occupied (0.1 below the profile), the windows within 30 minutes are those
+    // of T0, T0+10min and T0+20min; the last one's forecast is 1.0 − 0.9³·0.1 ≈ 0.927 ≥ 0.9
     let fired = lot.reading("S2", T0, false, None);
     assert_eq!(
         states(&fired),
@@ -510,7 +510,7 @@ fn lot_full_predicted_fires_when_the_forecast_reaches_full_within_the_horizon_an
     );
     let value = fired[0].value.unwrap();
     assert!(
-        (value - (1.0 - 0.9f64.powi(4) * 0.1)).abs() < 1e-9,
+        (value - (1.0 - 0.9f64.powi(3) * 0.1)).abs() < 1e-9,
         "{value}"
     );
     assert_eq!(fired[0].threshold, Some(0.9));

@@ -533,7 +533,7 @@ async fn lot_full_predicted_fires_and_resolves_through_the_webhook() {
         // an hour before the rush: quiet
         reading("S0", t0 - 60 * 60_000, true),
         reading("S1", t0 - 60 * 60_000 + 1000, true),
-        // at t0, 2 of 10: the forecast of t0+30min is 1.0 − 0.9⁴·0.1 ≈ 0.93
+        // at t0, 2 of 10: the forecast of the window at t0+20min is 1.0 − 0.9³·0.1 ≈ 0.927
         reading("S2", t0, false),
         // after the rush, 3 of 10 against 30 % expected
         reading("S3", t0 + 2 * 3_600_000, true),
@@ -561,7 +561,7 @@ async fn lot_full_predicted_fires_and_resolves_through_the_webhook() {
     assert_eq!(bodies[0]["threshold"], 0.9);
     let value = bodies[0]["value"].as_f64().unwrap();
     assert!(
-        (value - (1.0 - 0.9f64.powi(4) * 0.1)).abs() < 1e-9,
+        (value - (1.0 - 0.9f64.powi(3) * 0.1)).abs() < 1e-9,
         "{value}"
     );
     assert_eq!(bodies[1]["key"], "lot_full_predicted/L1");
