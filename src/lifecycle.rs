@@ -60,10 +60,11 @@ pub async fn forecast_profiles(
         config.forecast.refresh.std(),
         shutdown.clone(),
     );
-    let load = |lake: fjord_batch::Lake| async move {
+    // a new version of the table is read whole; an unchanged one costs a look at its log
+    let load = |lake: fjord_batch::Lake, known: Option<u64>| async move {
         let loaded = tokio::time::timeout(
             std::time::Duration::from_secs(10),
-            fjord_batch::lake_forecast::load_profiles(&lake),
+            fjord_batch::lake_forecast::load_if_changed(&lake, known),
         )
         .await;
         match loaded {
@@ -71,30 +72,31 @@ pub async fn forecast_profiles(
             Err(_) => Err(anyhow::anyhow!("the lake did not answer within 10 s")),
         }
     };
-    // what the loop does with each load; true when there are profiles
+    // what the loop does with each look: the version the profiles are at now
     let take =
         move |shared: &fjord_core::forecast::SharedProfiles,
-              loaded: anyhow::Result<Option<fjord_core::forecast::Profiles>>| {
+              known: Option<u64>,
+              loaded: anyhow::Result<Option<(u64, fjord_core::forecast::Profiles)>>| {
             match loaded {
-                Ok(Some(p)) => {
+                Ok(Some((version, p))) => {
                     let (model, lots) = (p.model_version.clone(), p.lots.len());
                     if shared.set(p) {
                         tracing::info!(%model, lots, "lot_full_predicted uses new forecast profiles");
                     }
-                    true
+                    Some(version)
                 }
-                Ok(None) => false,
+                Ok(None) => known,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot load the forecast profiles; keeping the last");
-                    !shared.get().lots.is_empty()
+                    known
                 }
             }
         };
-    let mut have = take(&profiles, load(lake.clone()).await);
+    let mut known = take(&profiles, None, load(lake.clone(), None).await);
     tokio::spawn(async move {
         loop {
             // until the first profile, look every 5 s: it appears soon after a fresh start
-            let wait = if have {
+            let wait = if known.is_some() {
                 every
             } else {
                 every.min(std::time::Duration::from_secs(5))
@@ -103,7 +105,7 @@ pub async fn forecast_profiles(
                 () = tokio::time::sleep(wait) => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
-            have = take(&shared, load(lake.clone()).await);
+            known = take(&shared, known, load(lake.clone(), known).await);
         }
     });
     Ok(Some(profiles))

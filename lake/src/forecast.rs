@@ -197,10 +197,23 @@ pub async fn write_profiles(lake: &Lake, profiles: &Profiles) -> Result<i64> {
 
 /// The profiles in the lake, or `None` before the first training.
 pub async fn load_profiles(lake: &Lake) -> Result<Option<Profiles>> {
+    Ok(load_if_changed(lake, None).await?.map(|(_, p)| p))
+}
+
+/// The profiles and the table version they are at, unless the table is still at version `known`
+/// (or was never written): what the readers that look every `forecast.refresh` call, so an
+/// unchanged table costs one look at its log, not a scan.
+pub async fn load_if_changed(lake: &Lake, known: Option<u64>) -> Result<Option<(u64, Profiles)>> {
     let name = Table::ForecastProfile.name();
     let Some(table) = lake.open_existing(Table::ForecastProfile).await? else {
         return Ok(None);
     };
+    let Some(version) = table.version() else {
+        return Ok(None);
+    };
+    if known == Some(version) {
+        return Ok(None);
+    }
     let (_, stream) = table
         .scan_table()
         .await
@@ -208,7 +221,7 @@ pub async fn load_profiles(lake: &Lake) -> Result<Option<Profiles>> {
     let batches = deltalake::datafusion::physical_plan::common::collect(stream)
         .await
         .map_err(|e| Error::delta(name, e.into()))?;
-    profiles_from(&batches)
+    Ok(profiles_from(&batches)?.map(|p| (version, p)))
 }
 
 #[cfg(test)]
@@ -260,13 +273,23 @@ mod tests {
         let url = url::Url::from_directory_path(dir.path()).unwrap();
         let lake = Lake::new(url.as_str(), &BTreeMap::new()).unwrap();
         assert_eq!(load_profiles(&lake).await.unwrap(), None);
+        assert_eq!(load_if_changed(&lake, None).await.unwrap(), None);
         let mut p = profiles();
         write_profiles(&lake, &p).await.unwrap();
         assert_eq!(load_profiles(&lake).await.unwrap(), Some(p.clone()));
+        // a reader that has this version is told nothing changed
+        let (version, loaded) = load_if_changed(&lake, None).await.unwrap().unwrap();
+        assert_eq!(loaded, p);
+        assert_eq!(load_if_changed(&lake, Some(version)).await.unwrap(), None);
         p.trained_through += 600_000;
         p.model_version = Profiles::version_of(p.trained_through);
         p.lots.remove("B");
         write_profiles(&lake, &p).await.unwrap();
-        assert_eq!(load_profiles(&lake).await.unwrap(), Some(p));
+        let (newer, loaded) = load_if_changed(&lake, Some(version))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(newer > version);
+        assert_eq!(loaded, p);
     }
 }

@@ -20,7 +20,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use fjord_core::forecast::predict::{Observed, predict};
 use fjord_core::forecast::{HORIZON_STEPS, Profiles, SharedProfiles};
 use fjord_core::time::{TimestampMs, now_ms};
-use fjord_lake::{Lake, Table};
+use fjord_lake::Lake;
 
 use crate::speed::Speed;
 use crate::tables::lots_named;
@@ -84,26 +84,15 @@ impl ForecastSource {
             return self.profiles.get();
         }
         checked.0 = Some(Instant::now());
-        let opened = within(self.lake.open_existing(Table::ForecastProfile)).await;
-        let version = match opened {
-            Ok(t) => t.and_then(|t| t.version()),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot look for new forecast profiles; keeping the last");
-                return self.profiles.get();
+        match within(fjord_lake::forecast::load_if_changed(&self.lake, checked.1)).await {
+            Ok(Some((version, p))) => {
+                tracing::info!(model = %p.model_version, lots = p.lots.len(), "forecast profiles loaded");
+                self.profiles.set(p);
+                checked.1 = Some(version);
             }
-        };
-        if version.is_some() && version != checked.1 {
-            let loaded = within(fjord_lake::forecast::load_profiles(&self.lake)).await;
-            match loaded {
-                Ok(Some(p)) => {
-                    tracing::info!(model = %p.model_version, lots = p.lots.len(), "forecast profiles loaded");
-                    self.profiles.set(p);
-                    checked.1 = version;
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot load the forecast profiles; keeping the last");
-                }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot load the forecast profiles; keeping the last");
             }
         }
         self.profiles.get()

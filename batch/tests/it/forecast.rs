@@ -1,7 +1,8 @@
 //! `fjord batch forecast` on a real lake: the profiles are learned from `occupancy_10m` after
 //! `batch import` and `batch views`, written as the Delta table `forecast_profile` (read back by
 //! fjord and by Python's `deltalake`, an independent reader), not rewritten while they cover the
-//! high-water mark, and not learned at all when the forecast is off.
+//! high-water mark, retrained over a table it cannot read, and not learned at all when the
+//! forecast is off.
 
 use std::io::Write;
 use std::process::Command;
@@ -97,6 +98,41 @@ print(t.num_rows, len(set(t.column("model_version").to_pylist())), len(set(t.col
         String::from_utf8_lossy(&out.stdout).trim(),
         format!("{} 1 3", 3 * SLOTS_PER_WEEK)
     );
+
+    // a table this fjord cannot read (another schema, here written by Python's deltalake) is
+    // retrained over, not a failure of every run
+    let foreign = r#"
+import sys, datetime, pyarrow as pa, deltalake
+t = pa.table({"x": [1], "date": [datetime.date(2026, 1, 1)]})
+deltalake.write_deltalake(sys.argv[1], t, mode="overwrite", schema_mode="overwrite", partition_by=["date"])
+"#;
+    let out = Command::new(python())
+        .args(["-c", foreign])
+        .arg(dir.path().join("lake/forecast_profile"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        fjord_batch::lake_forecast::load_profiles(&lake)
+            .await
+            .is_err()
+    );
+    let replaced = run_once(&cfg, &lake, &Job::Forecast)
+        .await
+        .unwrap()
+        .forecast
+        .unwrap();
+    assert_eq!(replaced.skipped, None, "{replaced:?}");
+    assert_eq!(replaced.model_version.as_deref(), Some(version.as_str()));
+    let reloaded = fjord_batch::lake_forecast::load_profiles(&lake)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reloaded, profiles);
 
     // off: nothing learned
     cfg.forecast.enabled = false;

@@ -64,7 +64,7 @@ pub fn evaluate(
                 at: origin,
                 ratio: last.end_ratio,
             };
-            let steps = predict(p, origin, Some(obs), max);
+            let steps: Vec<_> = predict(p, origin, Some(obs), max).collect();
             for (i, &h) in horizons.iter().enumerate() {
                 let Some(step) = h.checked_sub(1).and_then(|k| steps.get(k)) else {
                     continue;

@@ -42,33 +42,32 @@ pub fn deviation(p: &LotProfile, as_of: TimestampMs, observed: Option<Observed>)
     d * p.persistence.powf(stale_steps)
 }
 
-/// `steps` steps from `as_of`.
+/// `steps` steps from `as_of`, computed as they are taken (the alert rule on the stream
+/// processor's hot path only folds them, allocating nothing).
 pub fn predict(
     p: &LotProfile,
     as_of: TimestampMs,
     observed: Option<Observed>,
     steps: usize,
-) -> Vec<Step> {
+) -> impl Iterator<Item = Step> {
     let d = deviation(p, as_of, observed);
     let origin = floor_step(as_of);
     let mut fade = 1.0;
-    (1..=steps)
-        .map(|k| {
-            fade *= p.persistence;
-            let k = i64::try_from(k).unwrap_or(i64::MAX);
-            let target_time = origin + (k - 1) * STEP_MS;
-            let s = slot_of_week(target_time);
-            let ratio = (p.expected[s] + fade * d).clamp(0.0, 1.0);
-            let spread = (1.0 - fade * fade).max(0.0).sqrt();
-            Step {
-                target_time,
-                horizon_ms: k * STEP_MS,
-                ratio,
-                lower: (ratio + p.lower[s] * spread).clamp(0.0, 1.0),
-                upper: (ratio + p.upper[s] * spread).clamp(0.0, 1.0),
-            }
-        })
-        .collect()
+    (1..=steps).map(move |k| {
+        fade *= p.persistence;
+        let k = i64::try_from(k).unwrap_or(i64::MAX);
+        let target_time = origin + (k - 1) * STEP_MS;
+        let s = slot_of_week(target_time);
+        let ratio = (p.expected[s] + fade * d).clamp(0.0, 1.0);
+        let spread = (1.0 - fade * fade).max(0.0).sqrt();
+        Step {
+            target_time,
+            horizon_ms: k * STEP_MS,
+            ratio,
+            lower: (ratio + p.lower[s] * spread).clamp(0.0, 1.0),
+            upper: (ratio + p.upper[s] * spread).clamp(0.0, 1.0),
+        }
+    })
 }
 
 /// The steps whose windows start before `as_of + horizon_ms` (at least the current one).

@@ -115,7 +115,7 @@ fn the_deviation_fades_and_the_band_widens_with_the_horizon() {
         at: as_of,
         ratio: expected_now - 0.2,
     };
-    let steps = predict(lot, as_of, Some(obs), HORIZON_STEPS);
+    let steps: Vec<_> = predict(lot, as_of, Some(obs), HORIZON_STEPS).collect();
     assert_eq!(steps.len(), 144);
     assert_eq!(steps[0].target_time, floor_step(as_of));
     assert_eq!(steps[0].horizon_ms, STEP_MS);
@@ -131,7 +131,7 @@ fn the_deviation_fades_and_the_band_widens_with_the_horizon() {
         assert!((0.0..=1.0).contains(&s.lower) && (0.0..=1.0).contains(&s.upper));
     }
     // without an observation: the profile itself
-    let plain = predict(lot, as_of, None, 3);
+    let plain: Vec<_> = predict(lot, as_of, None, 3).collect();
     assert_eq!(
         plain[1].ratio,
         lot.expected[slot_of_week(plain[1].target_time)].clamp(0.0, 1.0)
@@ -141,7 +141,7 @@ fn the_deviation_fades_and_the_band_widens_with_the_horizon() {
         at: as_of - 6 * STEP_MS,
         ratio: lot.expected[slot_of_week(as_of - 6 * STEP_MS)] - 0.2,
     };
-    let from_stale = predict(lot, as_of, Some(stale), 1);
+    let from_stale: Vec<_> = predict(lot, as_of, Some(stale), 1).collect();
     assert!(from_stale[0].ratio > steps[0].ratio);
 }
 

@@ -83,8 +83,9 @@ impl LotAlerts {
             let profiles = rule.profiles.get();
             if let Some(p) = profiles.lots.get(&r.lot_id) {
                 let now = Observed { at: r.ts, ratio };
-                let steps = predict(p, r.ts, Some(now), steps_within(r.ts, rule.horizon_ms));
-                let peak = steps.iter().map(|s| s.ratio).fold(ratio, f64::max);
+                let peak = predict(p, r.ts, Some(now), steps_within(r.ts, rule.horizon_ms))
+                    .map(|s| s.ratio)
+                    .fold(ratio, f64::max);
                 let obs = Observation {
                     fire: peak >= rule.fire_at,
                     resolve: peak < rule.resolve_at,
